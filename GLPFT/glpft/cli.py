@@ -1,0 +1,39 @@
+"""`alpha-umi <subcommand> …`: one console command dispatching to each job's ``main(argv)``.
+
+Modules are imported lazily so that e.g. ``alpha-umi prepro`` never imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+#: subcommand → ("module", "one-line help")
+COMMANDS: dict[str, tuple[str, str]] = {
+    "prepro": ("glpft.prepro", "raw ToolBench answers → stage-1/2 data and the four GLPFT role datasets"),
+    "make-tiny-model": ("glpft.tiny_model", "write a tiny local Llama + tokenizer (tests, demo)"),
+}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: alpha-umi <subcommand> [options]", "", "subcommands:"]
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"alpha-umi: unknown subcommand {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

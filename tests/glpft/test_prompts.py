@@ -1,0 +1,110 @@
+"""The α-UMi protocol strings and parsers (DESIGN §3.4, §3.6, §3.7); no shared data needed."""
+
+import json
+
+import pytest
+from glpft import prompts as P
+
+TOOLS = [
+    {"Name": "a_for_t", "function": 'does "a" é', "input": {"x": "string, the x"}},
+    {"Name": "b_for_t", "function": "does b", "input": {}},
+]
+
+
+def test_templates_are_verbatim_including_typos():
+    assert P.TEMPLATES["toolbench_planner"].startswith("You have assess to the following apis:\n{doc}\n")
+    assert P.TEMPLATES["toolbench_planner"].endswith("followed by Next: caller or conclusion or give up.")
+    assert "Base on the thought make an api call" in P.TEMPLATES["toolbench_caller"]
+    assert (
+        P.TEMPLATES["toolbench_summarizer"]
+        == "Make a conclusion based on the conversation history:\n{history}"
+    )
+    # only the backbone template ends with a newline
+    assert [k for k, v in P.TEMPLATES.items() if v.endswith("\n")] == ["toolbench_backbone"]
+
+
+def test_tool_doc_uses_python_default_json_dumps():
+    doc = P.tool_doc(TOOLS)
+    assert doc == json.dumps(TOOLS[0]) + "\n" + json.dumps(TOOLS[1]) + "\n"
+    assert "\\u00e9" in doc and '"Name": "a_for_t", ' in doc
+    assert P.tool_names(TOOLS) == "a_for_t, b_for_t"
+
+
+def test_observation_turn_has_no_eos_but_others_do():
+    turns = [
+        {"from": "user", "value": "q"},
+        {"from": "assistant", "value": "t Next: caller."},
+        {"from": "caller", "value": "Action: a"},
+        {"from": "observation", "value": "obs"},
+        {"from": "conclusion", "value": "ans"},
+    ]
+    assert P.history_text(turns) == (
+        "user: q</s>assistant: t Next: caller.</s>caller: Action: a</s>observation: obsconclusion: ans</s>"
+    )
+
+
+def test_caller_prompt_substitutes_in_paper_order():
+    text = P.build_prompt("caller", TOOLS, history="user: q</s>", thought="th")
+    assert text.endswith("Action Input: the api call request. caller: ")
+    assert "should be exactly in [a_for_t, b_for_t]" in text
+    assert "The thought of this step is:\nth\n" in text
+    assert P.build_prompt("planner", TOOLS, "h").endswith("give up. assistant: ")
+    assert (
+        P.build_prompt("summarizer", TOOLS, "h")
+        == P.TEMPLATES["toolbench_summarizer"].replace("{history}", "h") + " conclusion: "
+    )
+
+
+def test_unknown_prompt_type_is_a_one_line_error():
+    with pytest.raises(ValueError, match="unknown prompt type 'v1'"):
+        P.get_template("v1")
+
+
+@pytest.mark.parametrize(
+    "text, thought, nxt, marker",
+    [
+        ("go Next: caller. junk", "go Next: caller.", "caller", True),
+        ("done Next: conclusion. more", "done Next: conclusion.", "conclusion", True),
+        ("x Next: caller. y Next: give up.", "x Next: caller. y Next: give up.", "give up", True),
+        ("no marker", "no markerNext: caller.", "caller", False),
+    ],
+)
+def test_planner_output_is_cut_after_its_marker(text, thought, nxt, marker):
+    d = P.parse_planner_output(text)
+    assert (d.thought, d.next, d.had_marker) == (thought, nxt, marker)
+
+
+def test_clean_generation_maps_empty_and_punctuation_to_none():
+    assert P.clean_generation(": hi") == "hi"
+    assert P.clean_generation("  .") == "none"
+    assert P.clean_generation("") == "none"
+
+
+def test_parse_step_reads_calls_finishes_and_give_ups():
+    call = 'assistant: think Next: caller.</s>caller: Action: a_for_t\nAction Input: {"x": 1}</s>'
+    assert P.parse_step(call) == P.ParsedStep("call", "a_for_t", '{"x": 1}')
+    fin = "assistant: ok Next: conclusion.</s>conclusion: the answer</s>"
+    assert P.parse_step(fin) == P.ParsedStep("finish", answer="the answer")
+    assert P.parse_step("nope Next: give up.").plan == "give up"
+    assert P.parse_step("asssitant: t</s>caller: nothing here") == P.ParsedStep("call", "none", "{}")
+
+
+def test_parse_backbone_step():
+    assert P.parse_backbone_step("t\nconclusion: give up.").plan == "give up"
+    assert P.parse_backbone_step("t\nconclusion: 42").answer == "42"
+    assert P.parse_backbone_step("t\nAction: a\nAction Input: {}") == P.ParsedStep("call", "a", "{}")
+
+
+def test_split_backbone_output_for_the_agent():
+    assert P.split_backbone_output("t\nAction: a\nAction Input: {}") == (
+        "t",
+        "caller",
+        "Action: a\nAction Input: {}",
+    )
+    assert P.split_backbone_output("t\nconclusion: 42") == ("t", "conclusion", "42")
+    assert P.split_backbone_output("t\nconclusion: give up.") == ("t", "give up", None)
+    assert P.split_backbone_output("just words") == ("just words", None, None)
+
+
+def test_strip_marker_removes_only_its_own_marker():
+    assert P.strip_marker(" a Next: conclusion. Next: caller.", P.NEXT_CALLER) == "a Next: conclusion."
