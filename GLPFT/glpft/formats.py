@@ -1,0 +1,139 @@
+"""On-disk records of the GLPFT data path (DESIGN §3.1–3.4) and their streaming reader/writer.
+
+Files are JSON lists written exactly as ``json.dump(rows, f, indent=2)`` (the original format, so
+existing preprocessed data stays usable), but one row at a time: neither side holds a whole file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from typing import Any, TypedDict
+
+
+class Tool(TypedDict):
+    """α-UMi prompt tool entry (DESIGN §3.2)."""
+
+    Name: str
+    function: str
+    input: dict[str, str]
+
+
+#: One stage-2 conversation turn; ``from`` is user/assistant/caller/observation/conclusion
+#: (a Python keyword, hence the functional form).
+Turn = TypedDict("Turn", {"from": str, "value": str})
+
+
+class Stage1Record(TypedDict):
+    tools: list[Tool]
+    instruction: str
+    chains: list[dict[str, Any]]
+
+
+class Stage2Record(TypedDict):
+    tools: list[Tool]
+    instruction: str
+    conversations: list[Turn]
+
+
+class RoleSample(TypedDict):
+    """One GLPFT training sample: ``input`` is the filled prompt, ``target`` the text to learn."""
+
+    tools: list[Tool]
+    history: list[Turn]
+    input: str
+    target: str
+
+
+class FormatError(ValueError):
+    """A file or record that does not have the expected shape; the message names file and field.
+
+    ``reason`` is a short category used to count skipped inputs in summaries.
+    """
+
+    def __init__(self, message: str, reason: str = "malformed record"):
+        super().__init__(message)
+        self.reason = reason
+
+
+def dumps_row(row: Any) -> str:
+    """A row as it appears inside a ``json.dump(rows, indent=2)`` list (already indented by 2)."""
+    # JSON escapes newlines inside strings, so every raw newline here is structural.
+    return json.dumps(row, indent=2).replace("\n", "\n  ")
+
+
+class JsonListWriter:
+    """Append rows to a JSON list file, byte-identical to ``json.dump(rows, f, indent=2)``.
+
+    Writes to a temporary file beside the target and renames it on ``close()`` (atomic); a writer
+    left unclosed after an error leaves the target untouched.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+        directory = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(directory, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".json", dir=directory)
+        self._f = os.fdopen(fd, "w", encoding="utf-8")
+        self.count = 0
+
+    def write(self, row: Any) -> None:
+        self.write_serialised(dumps_row(row))
+
+    def write_serialised(self, text: str) -> None:
+        """Append a row already serialised by :func:`dumps_row` (lets workers do the encoding)."""
+        self._f.write(("[\n  " if self.count == 0 else ",\n  ") + text)
+        self.count += 1
+
+    def close(self) -> None:
+        self._f.write("\n]" if self.count else "[]")
+        self._f.close()
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self._tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        self._f.close()
+        if os.path.exists(self._tmp):
+            os.remove(self._tmp)
+
+    def __enter__(self) -> JsonListWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def iter_json_list(path: str | os.PathLike) -> Iterator[Any]:
+    """Stream the items of a top-level JSON list without loading the file (ijson, C backend)."""
+    import ijson
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FormatError(f"{path}: no such file")
+    with open(path, "rb") as f:
+        try:
+            yield from ijson.items(f, "item", use_float=True)
+        except ijson.JSONError as e:
+            raise FormatError(f"{path}: not a valid JSON list ({e})") from None
+
+
+def require(record: Any, field: str, kind: type | tuple[type, ...], where: str) -> Any:
+    """``record[field]`` checked to be of ``kind``; otherwise a one-line FormatError naming ``where``."""
+    if not isinstance(record, dict):
+        raise FormatError(f"{where}: expected a JSON object, got {type(record).__name__}", "not an object")
+    if field not in record:
+        raise FormatError(f"{where}: missing field '{field}'", f"missing '{field}'")
+    value = record[field]
+    if not isinstance(value, kind):
+        names = "/".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise FormatError(
+            f"{where}: field '{field}' should be {names}, got {type(value).__name__}", f"bad '{field}'"
+        )
+    return value

@@ -1,0 +1,516 @@
+"""Raw ToolBench answers → stage 1 → stage 2 → the four GLPFT role datasets (DESIGN §3.1–3.4).
+
+    alpha-umi prepro --data-dir data/toolbench --out-dir data/glpft [--num-proc 8]
+    alpha-umi prepro --stage1-file data/glpft/raw_data/raw_data_stage_1.json --out-dir data/glpft
+
+Writes ``<out>/raw_data/raw_data_stage_{1,2}.json`` and ``<out>/train_{backbone,planner,caller,summarizer}.json``
+as JSON lists byte-compatible with the original pipeline. Trajectories stream through one at a time
+(bounded batches when ``--num-proc`` > 1), so memory does not grow with the size of the answer set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import os
+import sys
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from multiprocessing import Pool
+from typing import Any
+
+from tqdm import tqdm
+
+from glpft import prompts as P
+from glpft.formats import (
+    FormatError,
+    JsonListWriter,
+    RoleSample,
+    Stage1Record,
+    Stage2Record,
+    Tool,
+    Turn,
+    dumps_row,
+    iter_json_list,
+    require,
+)
+
+logger = logging.getLogger(__name__)
+
+ROLES = ("backbone", "planner", "caller", "summarizer")
+GIVE_UP_RETURN = "give_up_and_restart"
+#: How an assistant message without a function call is handled (see stage2_from_stage1).
+TEXT_ONLY_POLICIES = ("drop", "merge")
+
+
+# --- stage 1 ---------------------------------------------------------------------------------
+
+
+def convert_tool(function: dict[str, Any], where: str) -> Tool:
+    """ToolBench function schema → α-UMi prompt tool entry (name[-64:], description[:256], inputs)."""
+    name = require(function, "name", str, where)
+    description = function.get("description") or ""
+    params = function.get("parameters") or {}
+    properties = (params.get("properties") or {}) if isinstance(params, dict) else {}
+    if not isinstance(properties, dict):
+        raise FormatError(
+            f"{where}: function '{name}' has non-object parameters.properties", "malformed function"
+        )
+    inputs: dict[str, str] = {}
+    for arg, spec in properties.items():
+        spec = spec if isinstance(spec, dict) else {}
+        arg_type = str(spec.get("type", "string"))
+        if "description" in spec:
+            inputs[arg] = arg_type + ", " + str(spec["description"])[-256:]
+        else:
+            inputs[arg] = arg_type
+    return {"Name": name[-64:], "function": str(description)[:256], "input": inputs}
+
+
+def stage1_from_answer(answer: Any, where: str) -> Stage1Record:
+    """One ToolBench answer file's content → a stage-1 record (the last train_messages chain)."""
+    gen = require(answer, "answer_generation", dict, where)
+    if "train_messages" not in gen:
+        raise FormatError(
+            f"{where}: missing field 'answer_generation.train_messages'", "missing 'train_messages'"
+        )
+    messages = gen["train_messages"]
+    if not isinstance(messages, list) or not messages or not isinstance(messages[-1], list):
+        raise FormatError(
+            f"{where}: 'answer_generation.train_messages' should be a non-empty list of message lists",
+            "bad 'train_messages'",
+        )
+    query = require(gen, "query", str, where)
+    functions = require(gen, "function", list, where)
+    tools = [
+        convert_tool(f, f"{where}: function[{i}]")
+        for i, f in enumerate(functions)
+        if not (isinstance(f, dict) and f.get("name") == "Finish")
+    ]
+    return {"tools": tools, "instruction": query, "chains": messages[-1]}
+
+
+# --- stage 2 ---------------------------------------------------------------------------------
+
+
+def _as_text(value: Any) -> str:
+    """Strings pass through; anything else (a dict answer, a number) is JSON-encoded.
+
+    fixes: the original put non-string values into the conversation and crashed later when it
+    concatenated the history.
+    """
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _finish_route(arguments: Any, content: str | None) -> tuple[bool, str]:
+    """(give_up, final_answer) of a Finish call, with the original's substring fallback."""
+    try:
+        parsed = arguments if isinstance(arguments, dict) else json.loads(arguments)
+        if parsed["return_type"] == GIVE_UP_RETURN:
+            return True, ""
+        return False, _as_text(parsed.get("final_answer", "none"))
+    except Exception:  # paper parity: any failure above falls back to searching the raw text
+        # fixes: dict-typed arguments crashed this fallback in the original.
+        text = arguments if isinstance(arguments, str) else json.dumps(arguments)
+        if GIVE_UP_RETURN in text:
+            return True, ""
+        key = '"final_answer": '
+        if key in text:
+            return False, text[text.index(key) + len(key) :].strip().strip("}").strip('"')
+        return False, content if content is not None else "none"
+
+
+def _observation(content: Any) -> str:
+    """The ``response`` field of a function message's JSON content (fallback: text after it, else "")."""
+    if isinstance(content, dict):
+        return _as_text(content.get("response", ""))
+    if not isinstance(content, str):
+        return ""
+    try:
+        return _as_text(json.loads(content)["response"])
+    except Exception:  # paper parity: raw-text fallback
+        key = '"response":'
+        return content[content.index(key) + len(key) :] if key in content else ""
+
+
+def stage2_from_stage1(
+    record: Stage1Record, where: str, text_only: str = "drop", stats: Counter | None = None
+) -> Stage2Record:
+    """A stage-1 record → role-tagged conversation (DESIGN §3.3).
+
+    An assistant message without a function call carries no route, so it cannot become a planner,
+    caller or backbone step. The original dropped it without a word; we count it in the summary and,
+    with ``text_only="merge"``, keep its text by prepending it to the next assistant message's thought.
+    The default ``drop`` keeps byte parity with the published data.
+    """
+    stats = stats if stats is not None else Counter()
+    instruction = require(record, "instruction", str, where)
+    chains = require(record, "chains", list, where)
+    conv: list[Turn] = [{"from": "user", "value": instruction}]
+    pending = ""
+    for i, msg in enumerate(chains[2:], start=2):
+        at = f"{where}: chains[{i}]"
+        if not isinstance(msg, dict) or not isinstance(msg.get("role"), str):
+            raise FormatError(f"{at}: malformed message (no 'role')", "malformed message")
+        role = msg["role"]
+        if role == "assistant":
+            content = msg.get("content")
+            if content is not None and not isinstance(content, str):
+                raise FormatError(
+                    f"{at}: assistant 'content' should be a string or null", "malformed message"
+                )
+            call = msg.get("function_call")
+            if not call:
+                stats["text_only_assistant"] += 1
+                if text_only == "merge" and content:
+                    pending += content + "\n"
+                continue
+            if not isinstance(call, dict) or not isinstance(call.get("name"), str) or "arguments" not in call:
+                raise FormatError(
+                    f"{at}: malformed function_call (needs 'name' and 'arguments')", "malformed message"
+                )
+            span = pending + (content + "\n" if content is not None else "")
+            pending = ""
+            if call["name"] == "Finish":
+                give_up, answer = _finish_route(call["arguments"], content)
+                if give_up:
+                    conv.append({"from": "assistant", "value": span + " " + P.NEXT_GIVE_UP})
+                else:
+                    conv.append({"from": "assistant", "value": span + " " + P.NEXT_CONCLUSION})
+                    conv.append({"from": "conclusion", "value": answer})
+            else:
+                conv.append({"from": "assistant", "value": span + " " + P.NEXT_CALLER})
+                conv.append(
+                    {
+                        "from": "caller",
+                        "value": "Action: " + call["name"] + "\nAction Input: " + _as_text(call["arguments"]),
+                    }
+                )
+        elif role == "user":
+            conv.append({"from": "user", "value": _as_text(msg.get("content") or "")})
+        elif role == "function":
+            conv.append({"from": "observation", "value": _observation(msg.get("content"))})
+        else:
+            stats["other_role_message"] += 1
+    return {"tools": record["tools"], "instruction": instruction, "conversations": conv}
+
+
+# --- role samples ----------------------------------------------------------------------------
+
+
+def _next_from(conv: list[Turn], i: int) -> str | None:
+    return conv[i + 1]["from"] if i + 1 < len(conv) else None
+
+
+def role_samples(record: Stage2Record, stats: Counter | None = None) -> dict[str, list[RoleSample]]:
+    """The four GLPFT role datasets' samples of one stage-2 record (DESIGN §3.4)."""
+    stats = stats if stats is not None else Counter()
+    tools, conv = record["tools"], record["conversations"]
+    out: dict[str, list[RoleSample]] = {r: [] for r in ROLES}
+    builders = {r: P.PromptBuilder(P.get_template(P.ROLE_TEMPLATE[r]), tools) for r in ROLES}
+
+    def add(role: str, i: int, text: str, target: str) -> None:
+        out[role].append(
+            {"tools": tools, "history": conv[:i], "input": text + P.ROLE_SUFFIX[role], "target": target}
+        )
+
+    full = ""  # planner/summarizer history: every turn
+    caller_hist = ""  # caller history: hallucinated caller turns left out
+    backbone_hist = ""  # backbone history: merged thought+action per assistant turn
+    for i, turn in enumerate(conv):
+        role, value = turn["from"], turn["value"]
+        nxt = _next_from(conv, i)
+        if role == "assistant":
+            give_up = P.NEXT_GIVE_UP in value
+            hallucinated = nxt == "caller" and P.HALLUCINATED_CALL in conv[i + 1]["value"]
+            # planner
+            if (give_up or nxt in ("conclusion", "caller")) and not hallucinated:
+                add("planner", i, builders["planner"].build(full), value)
+                if nxt != "caller":
+                    stats["give_up" if give_up else "finish"] += 1
+            elif not (give_up or nxt in ("conclusion", "caller")):
+                stats["assistant_without_route"] += 1
+            # backbone
+            if give_up:
+                merged = P.strip_marker(value, P.NEXT_GIVE_UP) + "\nconclusion: give up."
+                # fixes: the original reused the previous step's (stale) prompt here and crashed
+                # when give-up was the very first step; the prompt is built from this step's history.
+                add("backbone", i, builders["backbone"].build(backbone_hist), merged)
+            elif nxt == "caller":
+                merged = P.strip_marker(value, P.NEXT_CALLER) + "\n" + conv[i + 1]["value"]
+                add("backbone", i, builders["backbone"].build(backbone_hist), merged)
+            elif nxt == "conclusion":
+                merged = P.strip_marker(value, P.NEXT_CONCLUSION) + "\nconclusion: " + conv[i + 1]["value"]
+                add("backbone", i, builders["backbone"].build(backbone_hist), merged)
+            else:
+                merged = value
+            backbone_hist += P.render_turn("assistant", merged)
+            caller_hist += P.render_turn(role, value)
+        elif role == "caller":
+            if P.HALLUCINATED_CALL not in value:
+                thought = conv[i - 1]["value"]
+                add("caller", i, builders["caller"].build(caller_hist, thought), value)
+                caller_hist += P.render_turn(role, value)
+        elif role == "conclusion":
+            if value != "none":
+                add("summarizer", i, builders["summarizer"].build(full), value)
+            caller_hist += P.render_turn(role, value)
+        else:  # user, observation
+            backbone_hist += P.render_turn(role, value)
+            caller_hist += P.render_turn(role, value)
+        full += P.render_turn(role, value)
+    return out
+
+
+# --- driver ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """What one trajectory produced: rows already serialised, so workers do the JSON encoding."""
+
+    stage1: str | None = None
+    stage2: str | None = None
+    samples: dict[str, list[str]] = field(default_factory=dict)
+    stats: Counter = field(default_factory=Counter)
+    skipped: tuple[str, str] | None = None  # (reason, one-line message)
+    excluded: bool = False
+
+
+def _finish(stage1: Stage1Record, stage2_where: str, text_only: str, keep_stage1: bool) -> Outcome:
+    out = Outcome()
+    stage2 = stage2_from_stage1(stage1, stage2_where, text_only, out.stats)
+    samples = role_samples(stage2, out.stats)
+    out.stage1 = dumps_row(stage1) if keep_stage1 else None
+    out.stage2 = dumps_row(stage2)
+    out.samples = {r: [dumps_row(s) for s in rows] for r, rows in samples.items()}
+    return out
+
+
+def process_answer_file(task: tuple[str, frozenset[str] | None, str]) -> Outcome:
+    """Read, validate and convert one raw answer file (runs in worker processes)."""
+    path, test_ids, text_only = task
+    if test_ids is not None and os.path.basename(path).split("_")[0] in test_ids:
+        return Outcome(excluded=True)
+    try:
+        with open(path, encoding="utf-8") as f:
+            try:
+                answer = json.load(f)
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise FormatError(f"{path}: not JSON ({e})", "not JSON") from None
+        return _finish(stage1_from_answer(answer, path), path, text_only, keep_stage1=True)
+    except FormatError as e:
+        return Outcome(skipped=(e.reason, str(e)))
+
+
+def process_stage1_record(task: tuple[Any, str, str]) -> Outcome:
+    record, where, text_only = task
+    try:
+        require(record, "tools", list, where)
+        return _finish(record, where, text_only, keep_stage1=False)
+    except FormatError as e:
+        return Outcome(skipped=(e.reason, str(e)))
+
+
+def list_answer_files(data_dir: str) -> list[str]:
+    """``<data>/answer/<group>/*.json`` in sorted group, then sorted file-name order."""
+    answer_dir = os.path.join(data_dir, "answer")
+    if not os.path.isdir(answer_dir):
+        raise FormatError(f"{answer_dir}: no such directory (expected <data-dir>/answer/G*_answer/*.json)")
+    files = []
+    for group in sorted(os.listdir(answer_dir)):
+        gdir = os.path.join(answer_dir, group)
+        if os.path.isdir(gdir):
+            files += [os.path.join(gdir, f) for f in sorted(os.listdir(gdir)) if f.endswith(".json")]
+    return files
+
+
+def load_test_ids(ids_dir: str) -> frozenset[str]:
+    """Query ids to exclude: the keys of every ``<ids_dir>/*.json`` object."""
+    if not os.path.isdir(ids_dir):
+        raise FormatError(
+            f"{ids_dir}: test query ids not found (pass --test-ids-dir, or --no-test-exclusion to keep every query)"
+        )
+    ids: set[str] = set()
+    for name in sorted(os.listdir(ids_dir)):
+        if name.endswith(".json"):
+            path = os.path.join(ids_dir, name)
+            try:
+                with open(path, encoding="utf-8") as f:
+                    obj = json.load(f)
+            except (OSError, json.JSONDecodeError) as e:
+                raise FormatError(f"{path}: unreadable test id file ({e})") from None
+            if not isinstance(obj, (dict, list)):
+                raise FormatError(f"{path}: expected a JSON object whose keys are query ids")
+            ids.update(str(k) for k in obj)
+    return frozenset(ids)
+
+
+def _batched(it: Iterable[Any], n: int) -> Iterator[list[Any]]:
+    it = iter(it)
+    while batch := list(itertools.islice(it, n)):
+        yield batch
+
+
+@dataclass
+class Summary:
+    read: int = 0
+    kept: int = 0
+    excluded: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    stats: Counter = field(default_factory=Counter)
+    samples: Counter = field(default_factory=Counter)
+
+    def lines(self) -> list[str]:
+        rows = [
+            ("trajectories read", self.read),
+            ("kept", self.kept),
+            ("test ids excluded", self.excluded),
+            ("skipped (bad input)", sum(self.skipped.values())),
+        ]
+        rows += [(f"  skipped: {k}", v) for k, v in sorted(self.skipped.items())]
+        rows += [
+            ("finish steps", self.stats["finish"]),
+            ("give-up steps", self.stats["give_up"]),
+            ("text-only assistant messages", self.stats["text_only_assistant"]),
+            ("assistant steps without a route", self.stats["assistant_without_route"]),
+        ]
+        rows += [(f"train_{r} samples", self.samples[r]) for r in ROLES]
+        width = max(len(k) for k, _ in rows)
+        return [f"{k:<{width}}  {v}" for k, v in rows]
+
+
+def run(
+    out_dir: str,
+    data_dir: str | None = None,
+    stage1_file: str | None = None,
+    test_ids_dir: str | None = None,
+    exclude_test_ids: bool = True,
+    num_proc: int = 1,
+    text_only: str = "drop",
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Summary:
+    """Run the pipeline; return the summary. Bad inputs are logged by path and reason, then skipped."""
+    if (data_dir is None) == (stage1_file is None):
+        raise ValueError("give exactly one of data_dir or stage1_file")
+    raw_dir = os.path.join(out_dir, "raw_data")
+    targets = {"stage2": os.path.join(raw_dir, "raw_data_stage_2.json")}
+    targets |= {r: os.path.join(out_dir, f"train_{r}.json") for r in ROLES}
+    if data_dir is not None:
+        targets["stage1"] = os.path.join(raw_dir, "raw_data_stage_1.json")
+        files = list_answer_files(data_dir)
+        test_ids = (
+            load_test_ids(test_ids_dir or os.path.join(data_dir, "test_query_ids"))
+            if exclude_test_ids
+            else None
+        )
+        tasks: Iterable[Any] = ((p, test_ids, text_only) for p in files)
+        worker, total = process_answer_file, len(files)
+    else:
+        tasks = (
+            (rec, f"{stage1_file}: item[{i}]", text_only) for i, rec in enumerate(iter_json_list(stage1_file))
+        )
+        worker, total = process_stage1_record, None
+    existing = [
+        p
+        for p in targets.values()
+        if os.path.exists(p) and os.path.abspath(p) != os.path.abspath(stage1_file or "")
+    ]
+    if existing and not overwrite:
+        raise FileExistsError(f"{existing[0]}: output exists (pass --overwrite to replace it)")
+
+    summary = Summary()
+    writers = {k: JsonListWriter(p) for k, p in targets.items()}
+    pool = Pool(num_proc) if num_proc > 1 else None
+    try:
+        bar = tqdm(total=total, unit="traj", desc="prepro", disable=not progress)
+        for batch in _batched(tasks, max(1, num_proc) * 16):
+            results = pool.map(worker, batch) if pool else map(worker, batch)
+            for res in results:
+                summary.read += 1
+                bar.update(1)
+                if res.excluded:
+                    summary.excluded += 1
+                    continue
+                if res.skipped:
+                    reason, message = res.skipped
+                    summary.skipped[reason] += 1
+                    logger.warning("skipped %s", message)
+                    continue
+                summary.kept += 1
+                summary.stats.update(res.stats)
+                if res.stage1 is not None:
+                    writers["stage1"].write_serialised(res.stage1)
+                writers["stage2"].write_serialised(res.stage2)
+                for role, rows in res.samples.items():
+                    for row in rows:
+                        writers[role].write_serialised(row)
+                    summary.samples[role] += len(rows)
+        bar.close()
+    except BaseException:
+        for w in writers.values():
+            w.abort()
+        raise
+    finally:
+        if pool:
+            pool.close()
+            pool.join()
+    for w in writers.values():
+        w.close()
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="alpha-umi prepro", description=__doc__.split("\n\n")[0])
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument(
+        "--data-dir", "--data_dir", help="ToolBench data dir holding answer/G*_answer and test_query_ids/"
+    )
+    src.add_argument("--stage1-file", "--stage1_file", help="start from an existing raw_data_stage_1.json")
+    ap.add_argument("--out-dir", "--out_dir", required=True, help="output dir (raw_data/ and train_*.json)")
+    ap.add_argument(
+        "--test-ids-dir", help="folder of test query id files (default <data-dir>/test_query_ids)"
+    )
+    ap.add_argument("--no-test-exclusion", action="store_true", help="keep queries of the test sets too")
+    ap.add_argument("--num-proc", type=int, default=1, help="worker processes (default 1)")
+    ap.add_argument(
+        "--text-only-assistant",
+        choices=TEXT_ONLY_POLICIES,
+        default="drop",
+        help="assistant messages without a function call: drop (paper parity, counted) or merge into the next thought",
+    )
+    ap.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    ap.add_argument("--strict", action="store_true", help="exit non-zero when any input was skipped")
+    ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = ap.parse_args(argv)
+    if args.num_proc < 1:
+        ap.error("--num-proc must be >= 1")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        summary = run(
+            args.out_dir,
+            data_dir=args.data_dir,
+            stage1_file=args.stage1_file,
+            test_ids_dir=args.test_ids_dir,
+            exclude_test_ids=not args.no_test_exclusion,
+            num_proc=args.num_proc,
+            text_only=args.text_only_assistant,
+            overwrite=args.overwrite,
+            progress=not args.quiet,
+        )
+    except (FormatError, FileExistsError) as e:
+        print(f"alpha-umi prepro: error: {e}", file=sys.stderr)
+        return 2
+    print("\n".join(summary.lines()))
+    print(f"outputs in {args.out_dir}")
+    if args.strict and summary.skipped:
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
