@@ -393,11 +393,12 @@ def run(
     text_only: str = "drop",
     overwrite: bool = False,
     progress: bool = True,
+    raw_dir: str | None = None,
 ) -> Summary:
     """Run the pipeline; return the summary. Bad inputs are logged by path and reason, then skipped."""
     if (data_dir is None) == (stage1_file is None):
         raise ValueError("give exactly one of data_dir or stage1_file")
-    raw_dir = os.path.join(out_dir, "raw_data")
+    raw_dir = raw_dir or os.path.join(out_dir, "raw_data")
     targets = {"stage2": os.path.join(raw_dir, "raw_data_stage_2.json")}
     targets |= {r: os.path.join(out_dir, f"train_{r}.json") for r in ROLES}
     if data_dir is not None:
@@ -473,6 +474,9 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--stage1-file", "--stage1_file", help="start from an existing raw_data_stage_1.json")
     ap.add_argument("--out-dir", "--out_dir", required=True, help="output dir (raw_data/ and train_*.json)")
     ap.add_argument(
+        "--raw-dir", "--raw_dir", help="where raw_data_stage_{1,2}.json go (default <out-dir>/raw_data)"
+    )
+    ap.add_argument(
         "--test-ids-dir", help="folder of test query id files (default <data-dir>/test_query_ids)"
     )
     ap.add_argument("--no-test-exclusion", action="store_true", help="keep queries of the test sets too")
@@ -501,6 +505,7 @@ def main(argv: list[str] | None = None) -> int:
             text_only=args.text_only_assistant,
             overwrite=args.overwrite,
             progress=not args.quiet,
+            raw_dir=args.raw_dir,
         )
     except (FormatError, FileExistsError) as e:
         print(f"alpha-umi prepro: error: {e}", file=sys.stderr)
