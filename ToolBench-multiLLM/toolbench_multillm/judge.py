@@ -1,0 +1,317 @@
+"""ToolEval's LLM judge over the OpenAI chat-completions protocol (OpenAI, a local vLLM server, …).
+
+Two questions, each with our own prompt below and ToolEval's decision rules:
+  * pass rate — is the query Solved / Unsolved / Unsure given the answer's tool calls and final answer?
+  * preference — which of two answers (A or B) solves the query better?
+The judge replies with a JSON object. A reply that cannot be parsed is asked again (``parse_retries``)
+and then counted as Unsure (pass) or a tie (preference), flagged ``malformed``; it never raises.
+Transport failures (429, 5xx, timeouts) are retried with exponential backoff; when retries run out, or
+the endpoint refuses the request (401, 404, …), ``JudgeUnavailable`` stops the run — labels already
+written are kept and a rerun resumes, instead of filling the results with made-up Unsure labels.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import random
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from toolbench_multillm.convert import ConvertedBody, answer_chain, final_answer_text, tool_call
+
+log = logging.getLogger(__name__)
+
+SOLVED, UNSOLVED, UNSURE = "Solved", "Unsolved", "Unsure"
+SCORES = {SOLVED: 1.0, UNSURE: 0.5, UNSOLVED: 0.0}
+
+PASS_SYSTEM_PROMPT = """\
+You grade whether an AI assistant that uses tools (real-time APIs) solved a user's query.
+You see the query, the tool calls the assistant made with the responses it received, and its final answer.
+
+Decide "answer_status":
+- "Solved": the final answer addresses every part of the query, and the facts it states are supported by
+  the tool responses shown (or need no tool, e.g. common knowledge or arithmetic on tool results).
+- "Unsolved": the final answer is missing or empty, apologises or gives up, only describes what it would
+  do, leaves any part of the query unaddressed, or states specifics (names, numbers, links, results) that
+  the tool responses do not support or contradict.
+- "Unsure": the answer looks like a real solution but what is shown is not enough to tell whether it is
+  correct (for example the supporting tool responses are cut off).
+Judge only what is shown; do not reward length or politeness.
+
+Reply with one JSON object and nothing else:
+{"reason": "<one or two sentences>", "answer_status": "Solved" | "Unsolved" | "Unsure"}"""
+
+PREFERENCE_SYSTEM_PROMPT = """\
+You compare two answers, A and B, that AI assistants using tools (real-time APIs) gave to the same query.
+For each you see its tool calls with the responses received and its final answer.
+
+Prefer the answer that, in this order of importance:
+1. solves more of the query: addresses more of its parts with a usable final answer (an answer that gives
+   up or has no final answer loses to one that gives a real answer);
+2. is better supported: its facts come from its tool responses rather than being made up;
+3. got there more directly: fewer failed, repeated or irrelevant tool calls.
+The order in which the answers are shown says nothing about their quality.
+
+Reply with one JSON object and nothing else:
+{"reason": "<one or two sentences>", "preferred": "A" | "B"}"""
+
+
+class JudgeUnavailable(RuntimeError):
+    """The judge endpoint could not be used (refused the request, or failed after all retries)."""
+
+
+@dataclass
+class JudgeConfig:
+    base_url: str = "https://api.openai.com/v1"
+    model: str = "gpt-3.5-turbo"  # paper parity: ToolEval's tooleval_gpt-3.5-turbo_default
+    api_keys: list[str] = field(default_factory=list, repr=False)
+    timeout: float = 60.0  # seconds per request
+    max_retries: int = 5  # extra attempts after a 429 / 5xx / timeout / connection error
+    backoff: float = 1.0  # first wait in seconds; doubles per attempt, with jitter, capped at max_backoff
+    max_backoff: float = 60.0
+    parse_retries: int = 2  # re-asks after a malformed reply before counting it as Unsure
+    temperature: float | None = None  # None: the endpoint's default (repeats then sample the judge)
+    json_mode: bool = False  # send response_format={"type": "json_object"} (OpenAI, vLLM support it)
+    max_response_chars: int = 1024  # each tool response shown to the judge is cut to this
+
+
+@dataclass
+class Verdict:
+    label: str  # Solved/Unsolved/Unsure, or "A"/"B"/"tie" for preferences
+    reason: str
+    malformed: bool = False
+
+
+def load_api_keys(api_pool_file: str | None = None) -> list[str]:
+    """Keys from a key-pool JSON file (the paper's API_POOL_FILE), else ``$OPENAI_API_KEY``, else none.
+
+    Pool formats: ``["sk-…", …]``, ``[{"api_key": "sk-…", …}, …]`` (ToolBench's) or ``{"api_keys": [...]}``.
+    """
+    if api_pool_file:
+        with open(api_pool_file, encoding="utf-8") as f:
+            pool = json.load(f)
+        if isinstance(pool, dict):
+            pool = pool.get("api_keys", pool.get("keys", []))
+        keys = [item if isinstance(item, str) else (item or {}).get("api_key", "") for item in pool]
+        keys = [k for k in keys if k]
+        if not keys:
+            raise ValueError(f"{api_pool_file}: no 'api_key' entries in the key pool")
+        return keys
+    key = os.environ.get("OPENAI_API_KEY", "")
+    return [key] if key else []
+
+
+# ----------------------------------------------------------------------------- reply parsing
+
+_FENCE = re.compile(r"```(?:json)?", re.IGNORECASE)
+
+
+def parse_json_reply(text: str | None) -> dict | None:
+    """The first JSON object in a reply (code fences and surrounding prose tolerated), else None."""
+    if not isinstance(text, str):
+        return None
+    text = _FENCE.sub("", text)
+    decoder = json.JSONDecoder()
+    for m in re.finditer(r"\{", text):
+        try:
+            value, _ = decoder.raw_decode(text, m.start())
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+def _field(obj: dict, *names: str) -> Any:
+    lowered = {str(k).lower(): v for k, v in obj.items()}
+    for name in names:
+        if name in lowered:
+            return lowered[name]
+    return None
+
+
+def parse_pass_reply(text: str | None) -> tuple[str, str] | None:
+    """``(label, reason)`` from a pass-rate reply, or None when it is malformed."""
+    obj = parse_json_reply(text)
+    if obj is None:
+        return None
+    value = _field(obj, "answer_status", "status", "label")
+    if not isinstance(value, str):
+        return None
+    label = {"solved": SOLVED, "unsolved": UNSOLVED, "unsure": UNSURE}.get(value.strip().strip(".").lower())
+    if label is None:
+        return None
+    return label, str(_field(obj, "reason") or "")
+
+
+def parse_preference_reply(text: str | None) -> tuple[str, str] | None:
+    """``("A"|"B", reason)`` from a preference reply, or None when it is malformed."""
+    obj = parse_json_reply(text)
+    if obj is None:
+        return None
+    value = _field(obj, "preferred", "preference", "winner")
+    if not isinstance(value, (str, int)):
+        return None
+    value = str(value).strip().strip(".").upper().removeprefix("ANSWER").strip()
+    label = {"A": "A", "B": "B", "1": "A", "2": "B"}.get(value)
+    if label is None:
+        return None
+    return label, str(_field(obj, "reason") or "")
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def render_answer(answer: ConvertedBody, max_response_chars: int = 1024) -> str:
+    """An answer as the judge reads it: numbered steps, then the final answer."""
+    lines = []
+    step = 0
+    for node in answer_chain(answer):
+        role = node.get("role")
+        if role == "tool":
+            call = tool_call(node) or {}
+            step += 1
+            if call.get("name") == "Finish":
+                lines.append(f"Step {step}: Finish({call.get('arguments', '')})")
+                continue
+            response = str(call.get("response", ""))
+            if len(response) > max_response_chars:
+                response = response[:max_response_chars] + " …(cut)"
+            lines.append(f"Step {step}: call {call.get('name', '')}({call.get('arguments', '')})")
+            lines.append(f"  response: {response}")
+        elif role == "assistant":
+            step += 1
+            lines.append(f"Step {step}: thought: {node.get('message', '')}")
+    final = final_answer_text(answer)
+    lines.append(f"Final answer: {final if final else '(none)'}")
+    return "\n".join(lines)
+
+
+def pass_messages(query: str, answer: ConvertedBody, max_response_chars: int = 1024) -> list[dict]:
+    user = f"Query:\n{query}\n\nAssistant's solution:\n{render_answer(answer, max_response_chars)}"
+    return [{"role": "system", "content": PASS_SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+def preference_messages(
+    query: str, a: ConvertedBody, b: ConvertedBody, max_response_chars: int = 1024
+) -> list[dict]:
+    user = (
+        f"Query:\n{query}\n\n"
+        f"=== Answer A ===\n{render_answer(a, max_response_chars)}\n\n"
+        f"=== Answer B ===\n{render_answer(b, max_response_chars)}"
+    )
+    return [{"role": "system", "content": PREFERENCE_SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+# ----------------------------------------------------------------------------- client
+
+
+class Judge:
+    """Thread-safe chat-completions client: key rotation, retries with backoff, tolerant parsing."""
+
+    def __init__(self, config: JudgeConfig, client: httpx.Client | None = None):
+        self.config = config
+        self.url = config.base_url.rstrip("/") + "/chat/completions"
+        self._client = client or httpx.Client(timeout=config.timeout)
+        self._keys = itertools.cycle(config.api_keys) if config.api_keys else None
+        self._lock = threading.Lock()
+        self.requests = 0  # HTTP requests sent (all attempts)
+        self.malformed = 0  # judge questions that ended malformed
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> Judge:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _redact(self, text: str) -> str:
+        for key in self.config.api_keys:
+            text = text.replace(key, "***")
+        return text
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if self._keys is not None:
+            with self._lock:
+                headers["Authorization"] = f"Bearer {next(self._keys)}"
+        return headers
+
+    def _wait(self, attempt: int, retry_after: str | None) -> None:
+        delay = self.config.backoff * (2**attempt) * (0.5 + random.random())
+        if retry_after:
+            try:
+                delay = max(delay, float(retry_after))
+            except ValueError:
+                pass
+        time.sleep(min(delay, self.config.max_backoff))
+
+    def complete(self, messages: list[dict]) -> str | None:
+        """One chat completion's text (None when the body has no text); retries transport failures."""
+        payload: dict[str, Any] = {"model": self.config.model, "messages": messages}
+        if self.config.temperature is not None:
+            payload["temperature"] = self.config.temperature
+        if self.config.json_mode:
+            payload["response_format"] = {"type": "json_object"}
+        error = ""
+        for attempt in range(self.config.max_retries + 1):
+            retry_after = None
+            with self._lock:
+                self.requests += 1
+            try:
+                resp = self._client.post(
+                    self.url, json=payload, headers=self._headers(), timeout=self.config.timeout
+                )
+            except httpx.TimeoutException:
+                error = f"timed out after {self.config.timeout:g} s"
+            except httpx.TransportError as e:
+                error = f"{type(e).__name__}: {self._redact(str(e))}"
+            else:
+                if resp.status_code == 200:
+                    try:
+                        return resp.json()["choices"][0]["message"]["content"]
+                    except (ValueError, KeyError, IndexError, TypeError):
+                        return None  # a 200 without a usable body counts as a malformed reply
+                error = f"HTTP {resp.status_code}: {self._redact(resp.text[:300])}"
+                if resp.status_code not in (408, 409, 429) and resp.status_code < 500:
+                    raise JudgeUnavailable(f"judge at {self.config.base_url} refused the request: {error}")
+                retry_after = resp.headers.get("retry-after")
+            if attempt < self.config.max_retries:
+                log.debug("judge attempt %d failed (%s); retrying", attempt + 1, error)
+                self._wait(attempt, retry_after)
+        raise JudgeUnavailable(
+            f"judge at {self.config.base_url} failed {self.config.max_retries + 1} times; last: {error}"
+        )
+
+    def _ask(self, messages: list[dict], parse, fallback: str) -> Verdict:
+        text = None
+        for _ in range(self.config.parse_retries + 1):
+            text = self.complete(messages)
+            parsed = parse(text)
+            if parsed is not None:
+                return Verdict(parsed[0], parsed[1])
+        with self._lock:
+            self.malformed += 1
+        shown = (text or "")[:200].replace("\n", " ")
+        return Verdict(fallback, f"malformed judge reply: {shown!r}", malformed=True)
+
+    def judge_solved(self, query: str, answer: ConvertedBody) -> Verdict:
+        """Solved / Unsolved / Unsure for one answer (Unsure when every reply was malformed)."""
+        return self._ask(
+            pass_messages(query, answer, self.config.max_response_chars), parse_pass_reply, UNSURE
+        )
+
+    def judge_preference(self, query: str, a: ConvertedBody, b: ConvertedBody) -> Verdict:
+        """ "A" or "B" (the better answer as shown), or "tie" when every reply was malformed."""
+        messages = preference_messages(query, a, b, self.config.max_response_chars)
+        return self._ask(messages, parse_preference_reply, "tie")
