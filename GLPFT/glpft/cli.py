@@ -13,6 +13,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prepro": ("glpft.prepro", "raw ToolBench answers → stage-1/2 data and the four GLPFT role datasets"),
     "make-tiny-model": ("glpft.tiny_model", "write a tiny local Llama + tokenizer (tests, demo)"),
     "evaluate": ("glpft.metrics", "score predictions.json: Plan ACC, Act. EM, Hallu., Arg. F1, ROUGE-L"),
+    "serve-tools": ("toolbench_multillm.server", "serve ToolBench tool calls from a response cache (FastAPI + uvicorn)"),
+    "tools": ("toolbench_multillm.cache", "tool-response cache: `tools build-cache` seeds it from ToolBench answers"),
     "tooleval": ("toolbench_multillm.tooleval", "ToolEval: convert answers, pass rate, win rate, report"),
 }
 
