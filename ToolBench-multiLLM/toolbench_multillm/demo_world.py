@@ -583,13 +583,12 @@ def call_api(
 def register_demo_tools(registry: Any) -> int:
     """Register every API with the tool server's ``ToolRegistry`` (``register(tool, api, fn, doc)``).
 
-    The server turns a returned string into ``{"error": "", "response": it}``, so a served function
-    returns ``call_api``'s response text, errors included: the agent observes exactly the text it was
-    trained on (only the error field, and so status 11, is lost on that path).
+    A served function returns ``call_api``'s ``{"error", "response"}`` dict, which the server passes
+    through unchanged: the agent observes exactly the text it was trained on, error field included.
     """
 
-    def served(api: DemoApi) -> Callable[..., str]:
-        return lambda **tool_input: call_api(api.tool, api.api, tool_input)["response"]
+    def served(api: DemoApi) -> Callable[..., dict[str, str]]:
+        return lambda **tool_input: call_api(api.tool, api.api, tool_input)
 
     for api in _API_TABLE:
         registry.register(api.tool, api.api, served(api), api.doc())

@@ -85,7 +85,8 @@ class ToolRegistry:
 
     Registered by the operator (``registry.register("weather", "get_weather", fn)`` or the
     ``@registry.tool(...)`` decorator); a request can only pick one of them. The function is called
-    with the tool input's keys as keyword arguments; a non-string result is JSON-encoded.
+    with the tool input's keys as keyword arguments; a ``{"error", "response"}`` dict of strings is
+    passed through as the answer, any other non-string result is JSON-encoded.
     """
 
     def __init__(self) -> None:
@@ -129,6 +130,12 @@ class ToolRegistry:
             return f"invalid tool input: {e}", ""
         except Exception as e:  # the tool's own failure is the tool's answer
             return f"{type(e).__name__}: {e}", ""
+        if (
+            isinstance(result, dict)
+            and set(result) == {"error", "response"}
+            and all(isinstance(v, str) for v in result.values())
+        ):
+            return result["error"], result["response"]  # a tool that answers in ToolBench's own shape
         return "", result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)
 
 

@@ -327,3 +327,15 @@ def test_live_server_replays_rejects_bad_requests_and_never_prints_the_key(live_
         assert ok.status_code == 200 and ok.json()["error"] == ""
     assert proc.poll() is None
     assert SECRET not in log.read_text()
+
+
+def test_registered_tool_answering_in_toolbench_shape_keeps_its_error_field(seeded_cache_file):
+    registry = ToolRegistry()
+    registry.register(
+        "Shop", "get item", lambda item_id: {"error": "unknown id", "response": "{'message': 'unknown id'}"}
+    )
+    with TestClient(create_app(ServerConfig(cache=ResponseCache(seeded_cache_file), registry=registry))) as c:
+        r = c.post(
+            "/virtual", json={"tool_name": "shop", "api_name": "get_item", "tool_input": {"item_id": "x"}}
+        )
+        assert r.json() == {"error": "unknown id", "response": "{'message': 'unknown id'}"}
