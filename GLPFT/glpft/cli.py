@@ -12,10 +12,20 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "prepro": ("glpft.prepro", "raw ToolBench answers → stage-1/2 data and the four GLPFT role datasets"),
     "make-tiny-model": ("glpft.tiny_model", "write a tiny local Llama + tokenizer (tests, demo)"),
+    "train": ("glpft.train", "GLPFT fine-tuning of one role (full or LoRA; torchrun/DeepSpeed ready)"),
+    "merge-lora": ("glpft.lora", "fold a LoRA adapter into its base model and save a full checkpoint"),
     "evaluate": ("glpft.metrics", "score predictions.json: Plan ACC, Act. EM, Hallu., Arg. F1, ROUGE-L"),
     "serve-tools": ("toolbench_multillm.server", "serve ToolBench tool calls from a response cache (FastAPI + uvicorn)"),
     "tools": ("toolbench_multillm.cache", "tool-response cache: `tools build-cache` seeds it from ToolBench answers"),
     "tooleval": ("toolbench_multillm.tooleval", "ToolEval: convert answers, pass rate, win rate, report"),
+    "infer": (
+        "glpft.infer",
+        "static inference: planner → caller/summarizer over gold steps → predictions.json",
+    ),
+    "run-queries": (
+        "toolbench_multillm.run_queries",
+        "real-time α-UMi/backbone/OpenAI agent with CoT or DFSDT over query files",
+    ),
 }
 
 

@@ -1,0 +1,449 @@
+"""GLPFT training: one causal LM fine-tuned on one role dataset (backbone, planner, caller or summarizer).
+
+Stage 1 trains the backbone on ``train_backbone.json``; stage 2 starts three copies from it and
+trains each on its role's file (``scripts/train_toolbench.sh`` runs all four with the paper's
+hyper-parameters). Launch, e.g. on 8 GPUs with DeepSpeed ZeRO-3:
+
+    torchrun --nproc_per_node=8 -m glpft.train \\
+        --model_name_or_path meta-llama/Llama-2-7b-hf --data_path data/train/train_backbone.json \\
+        --output_dir saved_models/toolbench/backbone --num_train_epochs 2 --learning_rate 5e-5 \\
+        --warmup_ratio 0.4 --lr_scheduler_type cosine --bf16 --model_max_length 4096 \\
+        --deepspeed GLPFT/ds_configs/zero3.json --gradient_checkpointing True
+
+DeepSpeed configs: ``GLPFT/ds_configs/zero2.json``, ``zero3.json``, ``zero3_offload.json`` (the paper's
+A100 setting); without DeepSpeed use FSDP, e.g. ``--fsdp "full_shard auto_wrap"``. LoRA: ``--use_lora
+True`` (``--q_lora True`` for 4-bit), then ``alpha-umi merge-lora`` before stage 2. Paper parity: each
+file keeps 2% aside for evaluation (``--eval_ratio 0`` trains on everything).
+
+``alpha-umi train …`` takes the same flags (one process, or under torchrun). The paper's flag spellings
+keep working on current transformers (``--evaluation_strategy``, ``--warmup_ratio``,
+``--gradient_checkpointing``, ``--lazy_preprocess``). Batching is dynamic padding with length-grouped
+batches by default; ``--packing`` packs several samples per row and ``--pad_to_max_length`` reproduces
+the original pad-everything-to-4096 recipe. A run resumes from the last ``checkpoint-*`` in
+``--output_dir``; the final folder loads with ``AutoModelForCausalLM`` / ``AutoTokenizer`` and holds
+``trainer_state.json`` and ``loss_curve.png``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import transformers
+from transformers import HfArgumentParser, Trainer
+from transformers.trainer_pt_utils import LengthGroupedSampler
+from transformers.trainer_utils import get_last_checkpoint
+
+from glpft.data import (
+    DataError,
+    GLPFTCollator,
+    PackedDataset,
+    RoleDataset,
+    SampleEncoder,
+    ensure_pad_token,
+    expand_data_paths,
+    load_role_data,
+)
+from glpft.lora import DTYPES, LoraArguments, is_adapter_dir, quantization_config, wrap_lora
+
+log = logging.getLogger("glpft.train")
+PROG = "alpha-umi train"
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "base model folder (stage 1) or the trained backbone (stage 2)"}
+    )
+    attn_implementation: str | None = field(
+        default=None,
+        metadata={
+            "help": "sdpa, eager, flash_attention_2 … (default: flash_attention_2 when installed on GPU)"
+        },
+    )
+    model_dtype: str | None = field(
+        default=None,
+        metadata={
+            "help": "dtype the weights are loaded in: float32 (default; mixed precision comes from --bf16) "
+            "or bfloat16/float16 (default for LoRA with --bf16)",
+            "choices": DTYPES,
+        },
+    )
+
+
+@dataclass
+class DataArguments:
+    data_path: str | None = field(
+        default=None, metadata={"help": "role sample files (.json/.jsonl) or folders, comma-separated"}
+    )
+    model_max_length: int = field(default=4096, metadata={"help": "tokens per sample; longer keep their end"})
+    lazy_preprocess: bool = field(default=False, metadata={"help": "tokenise samples on first use"})
+    max_num_sample_per_data: int = field(default=0, metadata={"help": "cap on samples per file (0: all)"})
+    max_num_sample_ratio: float = field(
+        default=0.0, metadata={"help": "fraction of each file to use (0: all)"}
+    )
+    eval_ratio: float = field(
+        default=0.02, metadata={"help": "share of each file held out for evaluation (paper: 0.02)"}
+    )
+    packing: bool = field(
+        default=False, metadata={"help": "pack several samples per row (no cross attention)"}
+    )
+    pad_to_max_length: bool = field(
+        default=False, metadata={"help": "pad every sample to model_max_length (the original recipe)"}
+    )
+    pad_to_multiple_of: int | None = field(default=None, metadata={"help": "round batch widths up (e.g. 8)"})
+
+
+@dataclass
+class TrainingArguments(transformers.TrainingArguments):
+    cache_dir: str | None = field(default=None)
+    group_by_length: bool = field(
+        default=True, metadata={"help": "batch samples of similar length together (dynamic padding)"}
+    )
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "train even if --output_dir already holds a finished model"}
+    )
+
+
+#: paper spelling → current transformers field; applied where the installed transformers has the new
+#: field and the old one is gone (or deprecated).
+FLAG_ALIASES = {
+    "evaluation_strategy": "eval_strategy",
+    "warmup_ratio": "warmup_steps",  # transformers 5: a float in [0, 1) is a ratio
+    "gradient_checkpointing": "activation_checkpointing",
+}
+DEPRECATED_FIELDS = {"gradient_checkpointing"}
+ARG_TYPES = (ModelArguments, DataArguments, LoraArguments, TrainingArguments)
+
+
+def rewrite_aliases(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Translate the paper's flag spellings to the installed transformers' names; return notes."""
+    fields = {f.name for t in ARG_TYPES for f in dataclasses.fields(t)}
+    out, notes = [], []
+    for arg in argv:
+        name, eq, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
+        new = FLAG_ALIASES.get(name)
+        if new and new in fields and (name not in fields or name in DEPRECATED_FIELDS):
+            arg = f"--{new}{eq}{value}"
+            notes.append(
+                f"--{name} is spelled --{new} in transformers {transformers.__version__}; translated"
+            )
+        out.append(arg)
+    return out, list(dict.fromkeys(notes))
+
+
+def is_rank0() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def configure_cpu_distributed(train_kwargs: dict) -> None:
+    """Make torchrun work on a GPU-less box (tests, CI): gloo DDP, or DeepSpeed over gloo.
+
+    accelerate only treats a torchrun job as distributed on CPU when told to (``use_cpu``), and only
+    starts DeepSpeed's process group on accelerators; without this every CPU rank trains alone.
+    """
+    import torch
+
+    if torch.cuda.is_available() or int(os.environ.get("WORLD_SIZE", "1")) < 2:
+        return
+    if not train_kwargs.get("deepspeed"):
+        train_kwargs["use_cpu"] = True
+        return
+    from accelerate import PartialState
+
+    os.environ["ACCELERATE_USE_DEEPSPEED"] = "true"
+    try:
+        PartialState(backend="gloo")
+    finally:
+        del os.environ["ACCELERATE_USE_DEEPSPEED"]
+    train_kwargs["accelerator_config"] = {"use_configured_state": True}
+
+
+def parse_args(argv: list[str]):
+    """Dataclasses from the command line, with aliases translated and one-line errors."""
+    argv, notes = rewrite_aliases(argv)
+    parser = HfArgumentParser(ARG_TYPES, prog=PROG)
+    namespace, rest = parser.parse_known_args(argv)
+    if rest:
+        raise SystemExit(f"{PROG}: error: unknown arguments: {' '.join(rest)}")
+    values = vars(namespace)
+    kwargs = [{f.name: values.pop(f.name) for f in dataclasses.fields(t) if f.init} for t in ARG_TYPES]
+    # fail fast, before any process group starts
+    if not any(a.split("=")[0] in ("--output_dir", "--output-dir") for a in argv):
+        raise SystemExit(f"{PROG}: error: --output_dir is required")
+    if not kwargs[0]["model_name_or_path"]:
+        raise SystemExit(f"{PROG}: error: --model_name_or_path is required")
+    check_model_path(kwargs[0]["model_name_or_path"])
+    if not kwargs[1]["data_path"]:
+        raise SystemExit(f"{PROG}: error: --data_path is required")
+    try:
+        expand_data_paths(kwargs[1]["data_path"])
+    except DataError as e:
+        raise SystemExit(f"{PROG}: error: {e}") from None
+    if kwargs[1]["packing"] and kwargs[1]["pad_to_max_length"]:
+        raise SystemExit(f"{PROG}: error: --packing and --pad_to_max_length exclude each other")
+    configure_cpu_distributed(kwargs[3])
+    try:
+        model_args, data_args, lora_args, train_args = (t(**kw) for t, kw in zip(ARG_TYPES, kwargs))
+    except (ValueError, OSError) as e:
+        raise SystemExit(f"{PROG}: error: {str(e).splitlines()[0]}") from None
+    if data_args.pad_to_max_length:
+        train_args.group_by_length = False  # paper parity: the original samples batches at random
+    return model_args, data_args, lora_args, train_args, notes
+
+
+class GLPFTTrainer(Trainer):
+    """Trainer whose length-grouped sampler reads the lengths our datasets already know."""
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if getattr(self.args, "group_by_length", False) and hasattr(dataset, "lengths"):
+            return LengthGroupedSampler(
+                self.args.train_batch_size * self.args.gradient_accumulation_steps, lengths=dataset.lengths
+            )
+        return super()._get_train_sampler(train_dataset)
+
+
+# --- building blocks -------------------------------------------------------------------------------
+
+
+def check_model_path(path: str) -> None:
+    """One-line errors for a missing folder or an unmerged LoRA adapter."""
+    if os.path.isdir(path):
+        if is_adapter_dir(path):
+            raise SystemExit(
+                f"{PROG}: error: {path} is a LoRA adapter; merge it first (alpha-umi merge-lora --adapter {path} --out …)"
+            )
+        if not os.path.isfile(os.path.join(path, "config.json")):
+            raise SystemExit(f"{PROG}: error: --model_name_or_path {path} holds no config.json")
+    elif path.startswith((".", "/", "~")) or path.count("/") != 1 or os.path.exists(path):
+        # not a folder and not shaped like a hub id ("org/name")
+        raise SystemExit(f"{PROG}: error: --model_name_or_path: no such model folder: {path}")
+
+
+def load_tokenizer(model_args: ModelArguments, data_args: DataArguments, cache_dir: str | None):
+    tokenizer = transformers.AutoTokenizer.from_pretrained(
+        model_args.model_name_or_path,
+        cache_dir=cache_dir,
+        model_max_length=data_args.model_max_length,
+        padding_side="right",
+    )
+    note = ensure_pad_token(tokenizer)
+    if note:
+        log.info(note)
+    return tokenizer
+
+
+def load_model(
+    model_args: ModelArguments, lora_args: LoraArguments, train_args: TrainingArguments, tokenizer
+):
+    """The causal LM in float32 (or bf16 for LoRA + --bf16), LoRA-wrapped when asked."""
+    import torch
+
+    if model_args.model_dtype:
+        dtype = getattr(torch, model_args.model_dtype)
+    elif (lora_args.use_lora or lora_args.q_lora) and train_args.bf16:
+        dtype = torch.bfloat16
+    else:
+        dtype = torch.float32
+    attn = model_args.attn_implementation
+    if attn is None and torch.cuda.is_available():
+        try:
+            import flash_attn  # noqa: F401
+
+            attn = "flash_attention_2"
+        except ImportError:
+            attn = None
+    kwargs = {"dtype": dtype, "cache_dir": train_args.cache_dir}
+    if attn:
+        kwargs["attn_implementation"] = attn
+    qcfg = quantization_config(lora_args, torch.bfloat16 if train_args.bf16 else torch.float32)
+    if qcfg is not None:
+        kwargs["quantization_config"] = qcfg
+    try:
+        model = transformers.AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, **kwargs)
+    except (OSError, ValueError) as e:
+        raise SystemExit(
+            f"{PROG}: error: cannot load model {model_args.model_name_or_path!r}: {str(e).splitlines()[0]}"
+        ) from None
+    model.config.use_cache = False
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    if lora_args.use_lora or lora_args.q_lora:
+        checkpointing = (
+            getattr(train_args, "activation_checkpointing", None) or train_args.gradient_checkpointing
+        )
+        model = wrap_lora(model, lora_args, bool(checkpointing))
+        if is_rank0():
+            model.print_trainable_parameters()
+    return model
+
+
+def build_datasets(data_args: DataArguments, tokenizer, seed: int, flash: bool):
+    """(train dataset, eval dataset or None, collator) for the chosen batching mode."""
+    train_rows, eval_rows = load_role_data(
+        data_args.data_path,
+        data_args.max_num_sample_per_data,
+        data_args.max_num_sample_ratio,
+        data_args.eval_ratio,
+        seed,
+    )
+    if not train_rows:
+        raise DataError(f"--data_path {data_args.data_path}: no training samples")
+    encoder = SampleEncoder(tokenizer, data_args.model_max_length)
+    lazy = data_args.lazy_preprocess and not data_args.packing
+    if data_args.lazy_preprocess and data_args.packing:
+        log.info("--packing needs exact lengths: tokenising up front despite --lazy_preprocess")
+    train_ds = RoleDataset(train_rows, encoder, lazy=lazy)
+    eval_ds = RoleDataset(eval_rows, encoder, lazy=lazy) if eval_rows else None
+    mode = "packed" if data_args.packing else "max_length" if data_args.pad_to_max_length else "dynamic"
+    if mode == "packed":
+        n_samples = len(train_ds)
+        train_ds = PackedDataset(train_ds, data_args.model_max_length)
+        eval_ds = PackedDataset(eval_ds, data_args.model_max_length) if eval_ds is not None else None
+        log.info(
+            "packing: %d samples → %d rows of ≤%d tokens",
+            n_samples,
+            len(train_ds),
+            data_args.model_max_length,
+        )
+    log.info(
+        "#train %d, #eval %d, mean length %.0f tokens, batching: %s",
+        len(train_rows),
+        len(eval_rows),
+        sum(train_ds.lengths) / max(1, len(train_rows)),
+        mode,
+    )
+    collator = GLPFTCollator(
+        pad_token_id=tokenizer.pad_token_id,
+        mode=mode,
+        max_len=data_args.model_max_length,
+        pad_to_multiple_of=data_args.pad_to_multiple_of,
+        flatten=flash and mode == "packed",
+    )
+    return train_ds, eval_ds, collator
+
+
+def check_deepspeed_config(train_args: TrainingArguments) -> None:
+    """fixes: under ZeRO-3 the final save must gather 16-bit weights, or the weights are empty."""
+    cfg = train_args.deepspeed
+    if not cfg:
+        return
+    if isinstance(cfg, str):
+        if not os.path.isfile(cfg):
+            raise SystemExit(f"{PROG}: error: --deepspeed: no such config file: {cfg}")
+        with open(cfg, encoding="utf-8") as f:
+            cfg = json.load(f)
+    zero = cfg.get("zero_optimization", {})
+    gather = zero.get(
+        "stage3_gather_16bit_weights_on_model_save", zero.get("gather_16bit_weights_on_model_save")
+    )
+    if zero.get("stage") == 3 and gather is not True:
+        raise SystemExit(
+            f"{PROG}: error: ZeRO-3 config must set stage3_gather_16bit_weights_on_model_save: true "
+            "(otherwise the final model is saved without weights)"
+        )
+    if "scheduler" in cfg and train_args.lr_scheduler_type != "linear":
+        log.warning(
+            "the DeepSpeed config's own scheduler overrides --lr_scheduler_type %s",
+            train_args.lr_scheduler_type,
+        )
+
+
+def resume_checkpoint(train_args: TrainingArguments) -> str | None:
+    """The checkpoint to resume from: --resume_from_checkpoint, else the last one in output_dir."""
+    if train_args.resume_from_checkpoint:
+        return train_args.resume_from_checkpoint
+    out = train_args.output_dir
+    if not os.path.isdir(out):
+        return None
+    last = get_last_checkpoint(out)
+    finished = any(os.path.isfile(os.path.join(out, f)) for f in ("config.json", "adapter_config.json"))
+    if last is None and finished and not train_args.overwrite_output_dir:
+        raise SystemExit(
+            f"{PROG}: error: {out} already holds a trained model; pass --overwrite_output_dir to retrain"
+        )
+    return last
+
+
+def plot_loss(log_history: list[dict], path: str | os.PathLike) -> Path | None:
+    """Training (and eval) loss against step, as a PNG; None when no loss was logged."""
+    train = [(h["step"], h["loss"]) for h in log_history if "loss" in h and "step" in h]
+    evals = [(h["step"], h["eval_loss"]) for h in log_history if "eval_loss" in h]
+    if not train and not evals:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if train:
+        ax.plot(*zip(*train), label="train loss")
+    if evals:
+        ax.plot(*zip(*evals), "o-", label="eval loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+# --- entry point -----------------------------------------------------------------------------------
+
+
+def train(model_args, data_args, lora_args, train_args) -> Path:
+    """Run one GLPFT job and write the final model, trainer_state.json and loss_curve.png."""
+    transformers.set_seed(train_args.seed)
+    check_deepspeed_config(train_args)
+    resume = resume_checkpoint(train_args)
+    tokenizer = load_tokenizer(model_args, data_args, train_args.cache_dir)
+    model = load_model(model_args, lora_args, train_args, tokenizer)
+    flash = str(getattr(model.config, "_attn_implementation", "")).startswith("flash")
+    train_ds, eval_ds, collator = build_datasets(data_args, tokenizer, train_args.seed, flash)
+    trainer = GLPFTTrainer(
+        model=model,
+        args=train_args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds if train_args.eval_strategy != "no" else None,
+        data_collator=collator,
+        processing_class=tokenizer,
+    )
+    if resume:
+        log.info("resuming from %s", resume)
+    trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model(train_args.output_dir)  # ZeRO-3: consolidates the 16-bit weights first
+    trainer.save_state()  # trainer_state.json
+    out = Path(train_args.output_dir)
+    if trainer.is_world_process_zero():
+        png = plot_loss(trainer.state.log_history, out / "loss_curve.png")
+        log.info("model saved to %s%s", out, f"; loss curve {png}" if png else "")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.INFO if is_rank0() else logging.WARNING,
+    )
+    model_args, data_args, lora_args, train_args, notes = parse_args(argv)
+    transformers.utils.logging.set_verbosity(train_args.get_process_log_level())
+    for note in notes:
+        log.info(note)
+    try:
+        train(model_args, data_args, lora_args, train_args)
+    except DataError as e:
+        raise SystemExit(f"{PROG}: error: {e}" if is_rank0() else 1) from None
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
