@@ -18,6 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve-tools": ("toolbench_multillm.server", "serve ToolBench tool calls from a response cache (FastAPI + uvicorn)"),
     "tools": ("toolbench_multillm.cache", "tool-response cache: `tools build-cache` seeds it from ToolBench answers"),
     "tooleval": ("toolbench_multillm.tooleval", "ToolEval: convert answers, pass rate, win rate, report"),
+    "infer": (
+        "glpft.infer",
+        "static inference: planner → caller/summarizer over gold steps → predictions.json",
+    ),
 }
 
 
