@@ -22,6 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "glpft.infer",
         "static inference: planner → caller/summarizer over gold steps → predictions.json",
     ),
+    "run-queries": (
+        "toolbench_multillm.run_queries",
+        "real-time α-UMi/backbone/OpenAI agent with CoT or DFSDT over query files",
+    ),
 }
 
 

@@ -1,0 +1,270 @@
+"""Real-time evaluation: solve ToolBench queries with an agent and a search method, one answer file each.
+
+    alpha-umi run-queries --backbone_model collab_agent_v3 \
+        --planner_model_path saved_models/planner --caller_model_path saved_models/caller \
+        --summarizer_model_path saved_models/summarizer --use_multi_gpu true \
+        --backend server --service_url http://127.0.0.1:8080/rapidapi \
+        --method DFS_woFilter_w2 --input_query_file data/solvable_queries/test_instruction/G1_instruction.json \
+        --output_answer_file output_res/alpha-umi/G1_instruction
+
+The flags of the paper's ``qa_pipeline.py`` keep working (``--tool_root_dir``, ``--*_use_lora true``,
+``--observ_compress_method``, ``--toolbench_key`` …). ``--backbone_model`` is ``collab_agent_v3`` (α-UMi),
+``backbone`` (one model, ``--model_path``) or ``openai_function`` (any OpenAI-compatible server).
+The ToolBench key (``--toolbench_key`` or ``$TOOLBENCH_KEY``) and the OpenAI key are never logged or written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any
+
+from glpft.prompts import get_template
+
+from toolbench_multillm import env as envmod
+from toolbench_multillm.agents import AlphaUmiAgent, BackboneAgent, ModelGenerator, OpenAIAgent
+from toolbench_multillm.search import Limits, parse_method, run_queries
+from toolbench_multillm.tools import build_toolset, load_queries
+
+log = logging.getLogger(__name__)
+
+ROLES = ("planner", "caller", "summarizer")
+BACKBONES = ("collab_agent_v3", "backbone", "openai_function")
+
+
+def str2bool(text: str) -> bool:
+    """The paper's boolean flags take values (``--planner_use_lora False``)."""
+    return str(text).lower() in ("true", "t", "1", "yes", "y")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="alpha-umi run-queries", description=__doc__.split("\n")[0])
+    g = p.add_argument_group("agent")
+    g.add_argument(
+        "--backbone_model",
+        default="collab_agent_v3",
+        help=" | ".join(BACKBONES) + " (chatgpt_function = openai_function)",
+    )
+    for role in ROLES:
+        g.add_argument(f"--{role}_model_path", default="")
+        g.add_argument(f"--{role}_use_lora", type=str2bool, default=False)
+        g.add_argument(
+            f"--{role}_device", default=None, help="e.g. cuda:1 or cpu (overrides --device/--use_multi_gpu)"
+        )
+    g.add_argument("--planner_prompt_type", default="toolbench_planner")
+    g.add_argument("--caller_prompt_type", default="toolbench_caller")
+    g.add_argument("--summarizer_prompt_type", default="toolbench_summarizer")
+    g.add_argument("--model_path", default="", help="the single model of --backbone_model backbone")
+    g.add_argument("--lora", action="store_true", help="--model_path … with the adapter at --lora_path")
+    g.add_argument("--lora_path", default="")
+    g.add_argument("--user_agent_collab", default="true", help="accepted for compatibility; ignored")
+    g.add_argument(
+        "--prompt_prefix",
+        choices=("paper", "train"),
+        default="paper",
+        help="paper: no 'system: ' prefix (as the original agent); train: as in training",
+    )
+    g = p.add_argument_group("models and decoding")
+    g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N: where all roles go")
+    g.add_argument(
+        "--use_multi_gpu",
+        type=str2bool,
+        default=False,
+        help="one GPU per role: planner cuda:0, caller cuda:1, summarizer cuda:2",
+    )
+    g.add_argument(
+        "--dtype",
+        choices=("auto", "bf16", "fp16", "fp32"),
+        default="auto",
+        help="auto: bf16 on GPU, fp32 on CPU",
+    )
+    g.add_argument(
+        "--decoding",
+        choices=("paper", "greedy"),
+        default="paper",
+        help="paper: sampling at --temperature (DFSDT siblings need it)",
+    )
+    g.add_argument("--temperature", type=float, default=0.5)
+    g.add_argument("--max_new_tokens", type=int, default=512)
+    g.add_argument(
+        "--context_length", type=int, default=4096, help="prompt + generation; longer prompts keep their end"
+    )
+    g.add_argument("--seed", type=int, default=0)
+    g = p.add_argument_group("OpenAI-compatible agent")
+    g.add_argument("--openai_base_url", default="http://127.0.0.1:8000/v1")
+    g.add_argument("--openai_model", default="gpt-3.5-turbo-16k-0613")
+    g.add_argument("--openai_key", default=None, help="default: $OPENAI_API_KEY; never written anywhere")
+    g = p.add_argument_group("queries and search")
+    g.add_argument("--input_query_file", required=True)
+    g.add_argument(
+        "--output_answer_file", required=True, help="folder of <query_id>_<method>.json answer files"
+    )
+    g.add_argument(
+        "--tool_root_dir", default=None, help="ToolBench toolenv/tools (default: the query file's api_list)"
+    )
+    g.add_argument(
+        "--tool_docs",
+        choices=("paper", "training"),
+        default="paper",
+        help="prompt tool entries as the original agent or as training data",
+    )
+    g.add_argument("--method", default="CoT@1", help="CoT@<n> or DFS_woFilter_w<width> (DFSDT)")
+    g.add_argument("--max_depth", type=int, default=12, help="tree depth (3 nodes per step)")
+    g.add_argument("--max_query_count", type=int, default=200)
+    g.add_argument("--num_workers", type=int, default=1, help="queries solved in parallel")
+    g.add_argument("--rapidapi_key", default="", help="not supported (direct RapidAPI calls)")
+    g.add_argument("--use_rapidapi_key", action="store_true", help="not supported")
+    envmod.add_env_args(p)
+    return p
+
+
+def role_devices(args: argparse.Namespace, n_gpus: int) -> dict[str, str]:
+    """Device of each role: explicit ``--<role>_device``, else one GPU per role, else ``--device``."""
+    device = args.device
+    if device == "auto":
+        device = "cuda:0" if n_gpus else "cpu"
+    elif device == "cuda":
+        device = "cuda:0"
+    out = {}
+    for i, role in enumerate(ROLES):
+        explicit = getattr(args, f"{role}_device", None)
+        if explicit:
+            out[role] = explicit
+        elif args.use_multi_gpu and n_gpus and device != "cpu":
+            out[role] = f"cuda:{i % n_gpus}"
+        else:
+            out[role] = device
+    return out
+
+
+def _dtype(name: str, device: str):
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
+
+
+def decoding_config(args: argparse.Namespace):
+    from glpft.generation import DecodingConfig
+
+    if args.decoding == "greedy":
+        return DecodingConfig(max_new_tokens=args.max_new_tokens, seed=args.seed)
+    # paper parity: the original agent sampled at temperature 0.5, no top-k/top-p
+    return DecodingConfig(
+        max_new_tokens=args.max_new_tokens, do_sample=True, temperature=args.temperature, seed=args.seed
+    )
+
+
+def load_generators(
+    specs: dict[str, tuple[str, bool, str]], args: argparse.Namespace
+) -> dict[str, ModelGenerator]:
+    """role → generator for ``{role: (path, use_lora, device)}``; roles with the same spec share one model."""
+    from glpft.modeling import load_model_and_tokenizer
+
+    config = decoding_config(args)
+    loaded: dict[tuple[str, bool, str], ModelGenerator] = {}
+    out = {}
+    for role, spec in specs.items():
+        if spec not in loaded:
+            path, use_lora, device = spec
+            log.info("loading %s model from %s on %s", role, path, device)
+            model, tok = load_model_and_tokenizer(
+                path, use_lora, dtype=_dtype(args.dtype, device), device=device
+            )
+            loaded[spec] = ModelGenerator(
+                model, tok, config, context_length=args.context_length, seed=args.seed
+            )
+        out[role] = loaded[spec]
+    return out
+
+
+def build_agent(args: argparse.Namespace) -> Any:
+    backbone = {"chatgpt_function": "openai_function"}.get(args.backbone_model, args.backbone_model)
+    if backbone not in BACKBONES:
+        raise SystemExit(
+            f"run-queries: unknown --backbone_model {args.backbone_model!r}; choose one of {', '.join(BACKBONES)}"
+        )
+    if backbone == "openai_function":
+        key = args.openai_key or os.environ.get("OPENAI_API_KEY")
+        return OpenAIAgent(
+            args.openai_base_url,
+            args.openai_model,
+            key,
+            temperature=0.0 if args.decoding == "greedy" else args.temperature,
+        )
+    import torch
+
+    n_gpus = torch.cuda.device_count()
+    devices = role_devices(args, n_gpus)
+    prefix = "system: " if args.prompt_prefix == "train" else ""
+    if backbone == "backbone":
+        path = args.lora_path if args.lora else args.model_path
+        if not path:
+            raise SystemExit(
+                "run-queries: --backbone_model backbone needs --model_path (or --lora --lora_path)"
+            )
+        gens = load_generators({"backbone": (path, bool(args.lora), devices["planner"])}, args)
+        return BackboneAgent(gens["backbone"], prefix=prefix)
+    specs = {}
+    for role in ROLES:
+        path = getattr(args, f"{role}_model_path")
+        if not path:
+            raise SystemExit(f"run-queries: collab_agent_v3 needs --{role}_model_path")
+        specs[role] = (path, getattr(args, f"{role}_use_lora"), devices[role])
+    templates = {
+        "planner": args.planner_prompt_type,
+        "caller": args.caller_prompt_type,
+        "summarizer": args.summarizer_prompt_type,
+    }
+    for name in templates.values():
+        try:
+            get_template(name)
+        except ValueError as e:
+            raise SystemExit(f"run-queries: {e}") from None
+    gens = load_generators(specs, args)
+    return AlphaUmiAgent(
+        gens["planner"], gens["caller"], gens["summarizer"], prefix=prefix, templates=templates
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.use_rapidapi_key or args.rapidapi_key:
+        raise SystemExit(
+            "run-queries: direct RapidAPI calls (--use_rapidapi_key) are not supported; use --backend toolbench or server"
+        )
+    parse_method(args.method)
+    queries = load_queries(args.input_query_file)
+    try:
+        client = envmod.client_from_args(args)  # fails fast when the toolbench backend has no key
+    except ValueError as e:
+        raise SystemExit(f"run-queries: {e}") from None
+    log.info(
+        "%d queries from %s, method %s, agent %s, tools via %s",
+        len(queries),
+        args.input_query_file,
+        args.method,
+        args.backbone_model,
+        client.url,
+    )
+    agent = build_agent(args)
+
+    def make_env(query):
+        return envmod.env_from_args(
+            build_toolset(query, args.tool_root_dir, docs=args.tool_docs), client, args
+        )
+
+    limits = Limits(max_depth=args.max_depth, max_queries=args.max_query_count)
+    summary = run_queries(
+        queries, make_env, agent, args.method, args.output_answer_file, args.num_workers, limits
+    )
+    print(summary.table())
+    return 0 if summary.failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
