@@ -24,27 +24,19 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from glpft.formats import RoleSample
 from glpft.prompts import TRAIN_PREFIX
 
 log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
 DATA_SUFFIXES = (".json", ".jsonl")
-
-
-class RoleSample(TypedDict):
-    """One GLPFT role sample (DESIGN §3.4); only ``input`` and ``target`` are used for training."""
-
-    tools: list[dict[str, Any]]
-    history: list[dict[str, str]]
-    input: str
-    target: str
 
 
 class DataError(ValueError):

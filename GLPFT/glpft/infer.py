@@ -41,13 +41,8 @@ from glpft.modeling import ModelFolderError
 
 log = logging.getLogger(__name__)
 
-#: paper parity: the prefix of α-UMi prediction strings, misspelled as in the original ("asssitant").
-PRED_PREFIX = "asssitant: "
 #: Speaker tag of the planner thought in caller / summarizer histories on the static path.
 PLANNER_TAG = "planner"
-#: The backbone's give-up and conclusion spans (DESIGN §3.4; must match preprocessing).
-BACKBONE_GIVE_UP = "\nconclusion: give up."
-BACKBONE_CONCLUSION = "\nconclusion: "
 
 
 # --- arguments ----------------------------------------------------------------------------------
@@ -167,19 +162,6 @@ def planner_reference(conv: list[dict[str, str]], j: int, where: str = "record")
     return value
 
 
-def backbone_target(conv: list[dict[str, str]], j: int) -> str:
-    """The single-LLM target of an assistant turn (DESIGN §3.4): thought + action / conclusion."""
-    value = conv[j]["value"]
-    nxt = conv[j + 1] if j + 1 < len(conv) else None
-    if P.NEXT_GIVE_UP in value:
-        return P.strip_marker(value, P.NEXT_GIVE_UP) + BACKBONE_GIVE_UP
-    if nxt is not None and nxt["from"] == "caller":
-        return P.strip_marker(value, P.NEXT_CALLER) + "\n" + nxt["value"]
-    if nxt is not None and nxt["from"] == "conclusion":
-        return P.strip_marker(value, P.NEXT_CONCLUSION) + BACKBONE_CONCLUSION + nxt["value"]
-    return value
-
-
 def _split(filled: str, history: str, suffix: str, prefix: str) -> tuple[str, str, str]:
     """(head, history, tail) of a prompt whose template has ``{history}`` once: head + history + tail."""
     head, sep, tail = filled.partition("{history}")
@@ -229,7 +211,7 @@ def build_backbone_samples(
         for j, turn in enumerate(conv):
             role = turn["from"]
             if role == "assistant":
-                target = backbone_target(conv, j)
+                target = P.backbone_target(conv, j)
                 if j in steps:
                     samples.append(
                         {
@@ -287,7 +269,7 @@ def prediction_string(route: str, thought: str, output: str) -> str:
     if route == "give up":
         return thought
     speaker = "caller" if route == "caller" else "conclusion"
-    return PRED_PREFIX + thought + P.EOS_TEXT + speaker + ": " + output
+    return P.PRED_PREFIX + thought + P.EOS_TEXT + speaker + ": " + output
 
 
 #: generate(role, samples, input_key) -> decoded, cleaned outputs

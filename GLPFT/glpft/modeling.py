@@ -59,31 +59,23 @@ def resolve_model_folder(path: str | os.PathLike, use_lora: bool = False) -> tup
     return folder, None, folder
 
 
-def ensure_pad_token(tokenizer) -> None:
-    """Give a tokenizer without a pad token one (eos, else unk); pads are always masked by length.
-
-    fixes: the original added a new ``<pad>`` token and resized the embeddings, which changes the
-    model's vocabulary and breaks when ``pad_token_id`` is derived from the mask.
-    """
-    if tokenizer.pad_token_id is not None:
-        return
-    for name in ("eos_token", "unk_token"):
-        token = getattr(tokenizer, name, None)
-        if token is not None:
-            tokenizer.pad_token = token
-            log.info("tokenizer has no pad token; padding with %s %r (masked out)", name, token)
-            return
-    raise ModelFolderError("tokenizer has neither a pad, an eos nor an unk token; cannot pad batches")
-
-
 def load_tokenizer(path: str | os.PathLike, use_lora: bool = False):
     """The tokenizer of a model or adapter folder, left-padding, with a pad token."""
     from transformers import AutoTokenizer
 
+    from glpft.data import DataError, ensure_pad_token
+
     _, _, tok_dir = resolve_model_folder(path, use_lora)
     tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
     tokenizer.padding_side = "left"
-    ensure_pad_token(tokenizer)
+    # fixes: the original added a new <pad> token and resized the embeddings (a changed vocabulary);
+    # pads are masked by length here, so reusing unk/eos (as in training) is safe.
+    try:
+        note = ensure_pad_token(tokenizer)
+    except DataError as e:
+        raise ModelFolderError(f"{path}: {e}") from None
+    if note:
+        log.info(note)
     return tokenizer
 
 

@@ -226,27 +226,21 @@ def role_samples(record: Stage2Record, stats: Counter | None = None) -> dict[str
         if role == "assistant":
             give_up = P.NEXT_GIVE_UP in value
             hallucinated = nxt == "caller" and P.HALLUCINATED_CALL in conv[i + 1]["value"]
+            routed = give_up or nxt in ("conclusion", "caller")
             # planner
-            if (give_up or nxt in ("conclusion", "caller")) and not hallucinated:
+            if routed and not hallucinated:
                 add("planner", i, builders["planner"].build(full), value)
                 if nxt != "caller":
                     stats["give_up" if give_up else "finish"] += 1
-            elif not (give_up or nxt in ("conclusion", "caller")):
+            elif not routed:
                 stats["assistant_without_route"] += 1
             # backbone
-            if give_up:
-                merged = P.strip_marker(value, P.NEXT_GIVE_UP) + "\nconclusion: give up."
-                # fixes: the original reused the previous step's (stale) prompt here and crashed
-                # when give-up was the very first step; the prompt is built from this step's history.
+            merged = P.backbone_target(conv, i)
+            if routed:
+                # fixes: the original reused the previous step's (stale) prompt for give-up samples
+                # and crashed when give-up was the very first step; every prompt is built from this
+                # step's own history.
                 add("backbone", i, builders["backbone"].build(backbone_hist), merged)
-            elif nxt == "caller":
-                merged = P.strip_marker(value, P.NEXT_CALLER) + "\n" + conv[i + 1]["value"]
-                add("backbone", i, builders["backbone"].build(backbone_hist), merged)
-            elif nxt == "conclusion":
-                merged = P.strip_marker(value, P.NEXT_CONCLUSION) + "\nconclusion: " + conv[i + 1]["value"]
-                add("backbone", i, builders["backbone"].build(backbone_hist), merged)
-            else:
-                merged = value
             backbone_hist += P.render_turn("assistant", merged)
             caller_hist += P.render_turn(role, value)
         elif role == "caller":

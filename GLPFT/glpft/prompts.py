@@ -242,6 +242,28 @@ def split_backbone_output(text: str) -> tuple[str, str | None, str | None]:
     return text.strip(), None, None
 
 
+#: Single-LLM (backbone) spellings of the two non-call routes.
+BACKBONE_GIVE_UP = "\nconclusion: give up."
+BACKBONE_CONCLUSION = "\nconclusion: "
+#: Prefix of α-UMi prediction strings in predictions.json (sic: the original's typo, kept for parity).
+PRED_PREFIX = "asssitant: "
+
+
+def backbone_target(conv: Sequence[Mapping[str, str]], j: int) -> str:
+    """The single-LLM target of assistant turn ``j`` of a stage-2 conversation (DESIGN §3.4):
+    thought without its marker + ``"\n" + caller value``, ``"\nconclusion: " + answer`` or
+    ``"\nconclusion: give up."``; an assistant turn with no route keeps its value."""
+    value = conv[j]["value"]
+    nxt = conv[j + 1] if j + 1 < len(conv) else None
+    if NEXT_GIVE_UP in value:
+        return strip_marker(value, NEXT_GIVE_UP) + BACKBONE_GIVE_UP
+    if nxt is not None and nxt["from"] == "caller":
+        return strip_marker(value, NEXT_CALLER) + "\n" + nxt["value"]
+    if nxt is not None and nxt["from"] == "conclusion":
+        return strip_marker(value, NEXT_CONCLUSION) + BACKBONE_CONCLUSION + nxt["value"]
+    return value
+
+
 def strip_marker(value: str, marker: str) -> str:
     """A planner thought without the given ``Next: …`` marker, stripped (the backbone's thought).
 

@@ -54,10 +54,10 @@ def test_batched_greedy_equals_one_at_a_time(model_and_tokenizer):
         assert out == reference
 
 
-def test_tokenizer_without_pad_gets_one(tiny_model_no_bos_dir):
+def test_tokenizer_without_pad_gets_the_same_pad_as_in_training(tiny_model_no_bos_dir):
     _, tok = load_model_and_tokenizer(tiny_model_no_bos_dir)
     assert tok.bos_token_id is None
-    assert tok.pad_token_id == tok.eos_token_id
+    assert tok.pad_token_id == tok.unk_token_id  # unk first, as glpft.data.ensure_pad_token
     assert tok.encode("user: hi")[0] != tok.eos_token_id  # no BOS added
 
 
