@@ -110,9 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"reference data not found at {args.data}", file=sys.stderr)
         return 1
 
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     from glpft.data import GLPFTCollator, PackedDataset, RoleDataset, SampleEncoder
     from glpft.tiny_model import corpus_texts, make_tiny_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     rows = load_rows(args.data, args.samples, args.seed)
     with tempfile.TemporaryDirectory() as tmp:

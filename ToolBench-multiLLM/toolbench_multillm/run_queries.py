@@ -22,7 +22,6 @@ import sys
 from typing import Any
 
 from glpft.prompts import get_template
-
 from toolbench_multillm import env as envmod
 from toolbench_multillm.agents import AlphaUmiAgent, BackboneAgent, ModelGenerator, OpenAIAgent
 from toolbench_multillm.search import Limits, parse_method, run_queries

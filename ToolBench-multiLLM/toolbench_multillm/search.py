@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from glpft.prompts import HALLUCINATED_CALL
-
 from toolbench_multillm.agents import Action, AgentError, Task, Turn
 from toolbench_multillm.convert import write_json_atomic
 

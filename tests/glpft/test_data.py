@@ -6,6 +6,8 @@ import json
 
 import pytest
 import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
 from glpft.data import (
     IGNORE_INDEX,
     DataError,
@@ -20,7 +22,6 @@ from glpft.data import (
     special_prefix_ids,
 )
 from glpft.prompts import TRAIN_PREFIX
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
 ROLES = ("backbone", "planner", "caller", "summarizer")
 

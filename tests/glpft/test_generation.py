@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from glpft.generation import DecodingConfig, generate, generate_one_by_one, plan_batches
 from glpft.modeling import load_model_and_tokenizer, stop_token_ids
 

@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
 from glpft import infer as I
 from glpft import prompts as P
 
@@ -297,9 +298,10 @@ def test_torchrun_shards_are_gathered_exactly_once(tiny_model_dir, small_test_fi
 
 def test_lora_adapter_folder_is_merged_at_load(tiny_model_dir, tmp_path):
     import torch
-    from glpft.modeling import load_model_and_tokenizer
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
+
+    from glpft.modeling import load_model_and_tokenizer
 
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     peft_model = get_peft_model(

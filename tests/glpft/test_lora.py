@@ -6,11 +6,12 @@ import json
 
 import pytest
 import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM
+
 from glpft.lora import LoraArguments, is_adapter_dir, merge_lora, target_modules
 from glpft.lora import main as merge_main
 from glpft.train import main as train_main
-from peft import PeftModel
-from transformers import AutoModelForCausalLM
 
 
 def role_file(path, n=16):

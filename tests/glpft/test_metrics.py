@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from glpft import cli
 from glpft.metrics import METRIC_KEYS, PredictionsFormatError, compute_metrics, read_predictions
 from glpft.prompts import EOS_TEXT, NEXT_CALLER, NEXT_CONCLUSION, NEXT_GIVE_UP

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from glpft import prepro
 from glpft import prompts as P
 from glpft.formats import FormatError, JsonListWriter, iter_json_list

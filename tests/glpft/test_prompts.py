@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from glpft import prompts as P
 
 TOOLS = [

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from glpft.train import main, parse_args
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from glpft.train import main, parse_args
 
 REPO = Path(__file__).resolve().parents[2]
 DS_CONFIGS = REPO / "GLPFT" / "ds_configs"

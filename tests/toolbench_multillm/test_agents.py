@@ -6,6 +6,7 @@ import json
 import random
 
 import httpx
+
 from glpft.prompts import build_prompt
 from toolbench_multillm.agents import (
     FINISH,

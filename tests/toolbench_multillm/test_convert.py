@@ -6,6 +6,7 @@ import copy
 import json
 
 import pytest
+
 from toolbench_multillm.convert import (
     answer_chain,
     convert_answer,

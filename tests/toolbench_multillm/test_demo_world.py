@@ -9,6 +9,7 @@ import random
 from pathlib import Path
 
 import pytest
+
 from glpft import prepro
 from toolbench_multillm import demo_world as W
 from toolbench_multillm.tools import build_toolset, function_name, load_queries, split_function_name
@@ -423,6 +424,7 @@ def test_preprocessing_keeps_every_generated_trajectory(demo, tmp_path):
 
 def test_served_tools_give_the_agent_the_observations_it_was_trained_on(demo, tmp_path):
     from fastapi.testclient import TestClient
+
     from toolbench_multillm.cache import ResponseCache
     from toolbench_multillm.env import ToolClient, ToolEnv
     from toolbench_multillm.server import ServerConfig, ToolRegistry, create_app

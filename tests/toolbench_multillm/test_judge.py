@@ -11,6 +11,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
 from toolbench_multillm.judge import (
     SOLVED,
     UNSOLVED,

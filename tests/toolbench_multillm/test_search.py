@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from toolbench_multillm.agents import Action, AgentError, AlphaUmiAgent, Task, finish_arguments
 from toolbench_multillm.search import Limits, answer_path, parse_method, run_queries, solve
 
@@ -501,6 +502,7 @@ def test_service_url_comes_from_the_flag_and_a_missing_key_is_a_clear_error_fixe
 def test_gold_trajectory_replayed_through_the_tool_server_writes_its_observations(reference_dir, tmp_path):
     """Search + ToolEnv + the tool server (in-process, cache seeded from the reference answers)."""
     from fastapi.testclient import TestClient
+
     from toolbench_multillm import env as E
     from toolbench_multillm.cache import ResponseCache, build_cache
     from toolbench_multillm.server import ServerConfig, create_app

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+
 from toolbench_multillm import env as E
 from toolbench_multillm.cache import ResponseCache, build_cache
 from toolbench_multillm.server import (

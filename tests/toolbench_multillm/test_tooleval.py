@@ -7,6 +7,7 @@ import statistics
 
 import pytest
 from test_judge import FakeJudgeServer, pass_reply, reply
+
 from toolbench_multillm.judge import SOLVED, UNSOLVED
 from toolbench_multillm.tooleval import LabelStore, load_summaries, main, render_table, summarise
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from glpft import prompts as P
 from glpft.formats import FormatError
 from toolbench_multillm.tools import (
