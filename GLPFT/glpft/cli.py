@@ -11,21 +11,16 @@ import sys
 #: subcommand → ("module", "one-line help")
 COMMANDS: dict[str, tuple[str, str]] = {
     "prepro": ("glpft.prepro", "raw ToolBench answers → stage-1/2 data and the four GLPFT role datasets"),
-    "make-tiny-model": ("glpft.tiny_model", "write a tiny local Llama + tokenizer (tests, demo)"),
     "train": ("glpft.train", "GLPFT fine-tuning of one role (full or LoRA; torchrun/DeepSpeed ready)"),
     "merge-lora": ("glpft.lora", "fold a LoRA adapter into its base model and save a full checkpoint"),
+    "infer": ("glpft.infer", "static inference over gold steps → predictions.json"),
     "evaluate": ("glpft.metrics", "score predictions.json: Plan ACC, Act. EM, Hallu., Arg. F1, ROUGE-L"),
-    "serve-tools": ("toolbench_multillm.server", "serve ToolBench tool calls from a response cache (FastAPI + uvicorn)"),
-    "tools": ("toolbench_multillm.cache", "tool-response cache: `tools build-cache` seeds it from ToolBench answers"),
+    "tools": ("toolbench_multillm.cache", "tool-response cache: `tools build-cache` from ToolBench answers"),
+    "serve-tools": ("toolbench_multillm.server", "serve tool calls from a cache (FastAPI)"),
+    "run-queries": ("toolbench_multillm.run_queries", "real-time agent with CoT or DFSDT"),
     "tooleval": ("toolbench_multillm.tooleval", "ToolEval: convert answers, pass rate, win rate, report"),
-    "infer": (
-        "glpft.infer",
-        "static inference: planner → caller/summarizer over gold steps → predictions.json",
-    ),
-    "run-queries": (
-        "toolbench_multillm.run_queries",
-        "real-time α-UMi/backbone/OpenAI agent with CoT or DFSDT over query files",
-    ),
+    "demo": ("toolbench_multillm.demo", "the whole α-UMi chain on a CPU in minutes, no downloads"),
+    "make-tiny-model": ("glpft.tiny_model", "write a tiny local Llama + tokenizer (tests, demo)"),
 }
 
 

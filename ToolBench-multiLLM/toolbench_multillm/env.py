@@ -55,7 +55,7 @@ DEFAULT_TOOLBENCH_URL = "http://8.218.239.54:8080/rapidapi"
 DEFAULT_SERVER_URL = "http://127.0.0.1:8080/rapidapi"
 KEY_ENV = "TOOLBENCH_KEY"
 BACKENDS = ("toolbench", "server")
-OBSERVATION_FORMATS = ("alpha_umi", "toolbench")
+OBSERVATION_FORMATS = ("alpha_umi", "toolbench", "training")
 
 
 class RateLimiter:
@@ -341,9 +341,12 @@ class ToolEnv:
 
     def format_observation(self, error: str, response: str) -> str:
         """``alpha_umi`` (paper parity): the JSON-encoded response, or ``{"message": error}`` when it is
-        empty; ``toolbench``: ``{"error", "response"}`` as in ToolBench's trajectories."""
+        empty; ``toolbench``: ``{"error", "response"}`` as in ToolBench's trajectories; ``training``: the
+        bare response text, exactly as preprocessing builds observation turns (DESIGN §3.3)."""
         if self.observation_format == "toolbench":
             return json.dumps({"error": error, "response": response})
+        if self.observation_format == "training":
+            return response if response != "" else json.dumps({"message": error})
         return json.dumps(response) if response != "" else json.dumps({"message": error})
 
 

@@ -9,6 +9,7 @@ import time
 
 import httpx
 import pytest
+
 from toolbench_multillm import env as E
 from toolbench_multillm.tools import build_toolset
 
@@ -128,6 +129,8 @@ def test_observation_formats_and_truncation():
     assert obs == json.dumps(long)[:1024] + "..."
     obs, _ = make_env(answer(response="r"), "toolbench").step("get_weather_for_weather", "{}")
     assert obs == '{"error": "", "response": "r"}'
+    obs, _ = make_env(answer(response="{'a': 1}"), "training").step("get_weather_for_weather", "{}")
+    assert obs == "{'a': 1}"  # the bare response, as preprocessing builds observation turns
     obs, code = make_env(answer(error="Message error...", response="")).step("get_weather_for_weather", "{}")
     assert (obs, code) == ('{"message": "Message error..."}', E.ERROR_FIELD)
     obs, _ = make_env(answer(response="z" * 50), max_observation_length=10).step(
