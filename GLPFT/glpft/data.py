@@ -319,6 +319,12 @@ class GLPFTCollator:
             ids[r, :n] = torch.as_tensor(np.asarray(x["input_ids"], dtype=np.int64))
             labels[r, :n] = torch.as_tensor(np.asarray(x["labels"], dtype=np.int64))
             mask[r, :n] = 1
+        if self.mode == "dynamic":
+            # Right padding under a causal mask: real tokens never see the pads after them and the
+            # pads carry no loss, so no attention_mask is needed and attention runs its plain causal
+            # kernel (a padding mask forces the slower masked path). Logits of real tokens are the same.
+            return {"input_ids": ids, "labels": labels}
+        # the original recipe (pad to model_max_length) kept as it was: with its padding mask
         return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
     def _packed(self, batch: list[list[dict]]) -> dict[str, torch.Tensor]:
