@@ -90,10 +90,7 @@ class JsonListWriter:
     def close(self) -> None:
         self._f.write("\n]" if self.count else "[]")
         self._f.close()
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self._tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
-        os.replace(self._tmp, self.path)
+        _publish(self._tmp, self.path)
 
     def abort(self) -> None:
         self._f.close()
@@ -108,6 +105,30 @@ class JsonListWriter:
             self.close()
         else:
             self.abort()
+
+
+def _publish(tmp: str, path: str) -> None:
+    """Give a finished temp file the usual permissions (mkstemp makes it 0600) and rename it into place."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` via a temp file in the same folder + rename: readers never see half a file."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        _publish(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def iter_json_list(path: str | os.PathLike) -> Iterator[Any]:

@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -36,7 +35,7 @@ from typing import Any
 
 from glpft import prompts as P
 from glpft.data import DataError, expand_data_paths
-from glpft.formats import FormatError, iter_json_list, require
+from glpft.formats import FormatError, iter_json_list, require, write_text_atomic
 from glpft.modeling import ModelFolderError
 
 log = logging.getLogger(__name__)
@@ -456,20 +455,6 @@ def _public(sample: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in sample.items() if not k.startswith("_")}
 
 
-def write_json_atomic(path: str, data: Any) -> None:
-    """``json.dump(data, indent=4)`` (the original's format) to a temp file, then rename."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".predictions.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=4)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def infer(model_args: ModelArguments, data_args: DataArguments, infer_args: InferArguments) -> str | None:
     """Run static inference for this process's shard; rank 0 gathers and writes predictions.json."""
     import torch
@@ -530,7 +515,7 @@ def infer(model_args: ModelArguments, data_args: DataArguments, infer_args: Infe
         # paper parity: caller steps, then give-up steps, then conclusion steps
         final = [row for k in merged for _, row in sorted(merged[k], key=lambda x: x[0])]
         os.makedirs(infer_args.output_dir, exist_ok=True)
-        write_json_atomic(out_path, final)
+        write_text_atomic(out_path, json.dumps(final, indent=4))  # the original's json.dump(indent=4)
         path = out_path
         counts = Counter({k: len(v) for k, v in merged.items()})
         print(

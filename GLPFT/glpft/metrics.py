@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
+from glpft.formats import write_text_atomic
 from glpft.prompts import ParsedStep, parse_backbone_step, parse_step
 
 MODES = ("multi_agent", "backbone")
@@ -379,18 +379,6 @@ def _beside(output_path: Path, name: str) -> Path:
     return output_path.with_name(name)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="alpha-umi evaluate", description=__doc__.split("\n")[0])
     p.add_argument("--input_path", required=True, help="predictions.json written by alpha-umi infer")
@@ -419,12 +407,12 @@ def main(argv: list[str] | None = None) -> int:
     steps = score_steps(records, args.mode)
     result = aggregate(records, steps)
 
-    _write_atomic(out, json.dumps({k: result[k] for k in METRIC_KEYS}, indent=2) + "\n")
-    _write_atomic(targets[1], json.dumps(result["hallu_cases"], indent=2) + "\n")
+    write_text_atomic(out, json.dumps({k: result[k] for k in METRIC_KEYS}, indent=2) + "\n")
+    write_text_atomic(targets[1], json.dumps(result["hallu_cases"], indent=2) + "\n")
     print(format_table(result, args.mode))
     print(f"wrote {out} and {targets[1]}")
     if args.report:
-        _write_atomic(targets[2], format_report(records, steps, result, args.mode, args.input_path))
+        write_text_atomic(targets[2], format_report(records, steps, result, args.mode, args.input_path))
         print(f"wrote {targets[2]}")
     return 0
 

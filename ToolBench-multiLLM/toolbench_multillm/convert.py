@@ -14,9 +14,10 @@ import json
 import logging
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, TypedDict
+
+from glpft.formats import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -44,20 +45,6 @@ Step = tuple[str, Any]  # (role, message) before nesting
 
 
 # ----------------------------------------------------------------------------- writing
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write via a temp file in the same folder + rename, so readers never see a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = None) -> None:

@@ -34,11 +34,11 @@ import os
 import random
 import re
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from glpft.formats import write_text_atomic
 from toolbench_multillm.tools import (
     FINISH_FUNCTION,
     GIVE_ANSWER,
@@ -1107,16 +1107,7 @@ def replay_mismatches(answer: dict[str, Any]) -> list[str]:
 
 
 def _write_json(path: str, obj: Any) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, ensure_ascii=False, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_text_atomic(path, json.dumps(obj, ensure_ascii=False, indent=1) + "\n")
 
 
 #: Query id of the first held-out query (training queries are numbered from 1).
