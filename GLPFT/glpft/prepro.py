@@ -186,7 +186,7 @@ def stage2_from_stage1(
                 conv.append(
                     {
                         "from": "caller",
-                        "value": "Action: " + call["name"] + "\nAction Input: " + _as_text(call["arguments"]),
+                        "value": P.caller_turn(call["name"], _as_text(call["arguments"])),
                     }
                 )
         elif role == "user":

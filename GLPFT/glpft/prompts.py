@@ -75,6 +75,11 @@ ROLES = ("user", "assistant", "caller", "observation", "conclusion")
 HALLUCINATED_CALL = "invalid_hallucination_function_name"
 
 
+def caller_turn(action: str, action_input: str) -> str:
+    """The caller's text for one call (the inverse of :func:`parse_action`)."""
+    return "Action: " + action + "\nAction Input: " + action_input
+
+
 def get_template(name: str) -> str:
     """Look a template up by its paper name (e.g. ``toolbench_planner``) with a one-line error."""
     try:

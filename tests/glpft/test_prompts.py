@@ -109,3 +109,9 @@ def test_split_backbone_output_for_the_agent():
 
 def test_strip_marker_removes_only_its_own_marker():
     assert P.strip_marker(" a Next: conclusion. Next: caller.", P.NEXT_CALLER) == "a Next: conclusion."
+
+
+def test_caller_turn_round_trips_through_parse_action():
+    text = P.caller_turn("a_for_t", '{"x": 1}')
+    assert text == 'Action: a_for_t\nAction Input: {"x": 1}'
+    assert P.parse_action(text) == ("a_for_t", '{"x": 1}')
