@@ -48,14 +48,87 @@ class RoleSample(TypedDict):
 
 
 class FormatError(ValueError):
-    """A file or record that does not have the expected shape; the message names file and field.
+    """The project's one error for bad input: a file, record or field without the expected shape.
 
-    ``reason`` is a short category used to count skipped inputs in summaries.
+    The message is one line that names the file, then the record and the field when known
+    (:func:`where` spells that prefix); ``reason`` is a short category used to count skipped inputs.
     """
 
     def __init__(self, message: str, reason: str = "malformed record"):
         super().__init__(message)
         self.reason = reason
+
+
+def where(path: str | os.PathLike, record: Any = None, field: str | None = None) -> str:
+    """``<path>: <record>: field '<field>'`` — the prefix of every bad-input message.
+
+    ``record`` is a label (``"record 3"``, ``"query 12"``) or an int (rendered ``record N``).
+    """
+    text = os.fspath(path)
+    if record is not None:
+        text += f": record {record}" if isinstance(record, int) else f": {record}"
+    if field is not None:
+        text += f": field '{field}'"
+    return text
+
+
+def _json_problem(e: BaseException) -> str:
+    if isinstance(e, RecursionError):
+        return "nested too deeply"
+    if isinstance(e, UnicodeDecodeError):
+        return "not UTF-8/16/32 text"
+    if isinstance(e, json.JSONDecodeError):
+        return f"{e.msg} at line {e.lineno} column {e.colno}"
+    text = str(e)
+    if "integer string conversion" in text:
+        return "an integer with too many digits"
+    return (text.splitlines() or [type(e).__name__])[0][:200]
+
+
+def loads_json(text: str | bytes, where_: str) -> Any:
+    """``json.loads`` whose every failure (syntax, deep nesting, huge integers, bad bytes) is a
+    one-line :class:`FormatError` naming ``where_``."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise FormatError(f"{where_}: not valid JSON ({_json_problem(e)})", "not JSON") from None
+
+
+def read_json(path: str | os.PathLike, expect: type | tuple[type, ...] | None = None) -> Any:
+    """A whole JSON file, with one-line errors for a missing path, a folder, unreadable bytes, bad JSON
+    and (with ``expect``) the wrong top-level type."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise FormatError(f"{path}: is a folder, expected a JSON file", "not a file")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise FormatError(f"{path}: no such file", "missing file") from None
+    except OSError as e:
+        raise FormatError(f"{path}: cannot read ({e.strerror or e})", "unreadable file") from None
+    value = loads_json(data, path)
+    if expect is not None and not isinstance(value, expect):
+        raise FormatError(
+            f"{path}: expected {_kind(expect)}, got {_kind(type(value))}", "wrong top-level type"
+        )
+    return value
+
+
+_KIND_NAMES = {
+    list: "a JSON list",
+    dict: "a JSON object",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+}
+
+
+def _kind(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if kinds == (type(None),):
+        return "null"
+    return " or ".join(_KIND_NAMES.get(k, k.__name__) for k in kinds)
 
 
 def dumps_row(row: Any) -> str:
@@ -131,18 +204,35 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
         raise
 
 
+def write_json_atomic(
+    path: str | os.PathLike, obj: Any, indent: int | None = None, ensure_ascii: bool = False
+) -> None:
+    """``json.dumps(obj)`` written atomically (the project's one JSON writer for results)."""
+    write_text_atomic(path, json.dumps(obj, ensure_ascii=ensure_ascii, indent=indent))
+
+
 def iter_json_list(path: str | os.PathLike) -> Iterator[Any]:
     """Stream the items of a top-level JSON list without loading the file (ijson, C backend)."""
     import ijson
 
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise FormatError(f"{path}: is a folder, expected a JSON file", "not a file")
     if not os.path.isfile(path):
-        raise FormatError(f"{path}: no such file")
+        raise FormatError(f"{path}: no such file", "missing file")
     with open(path, "rb") as f:
+        head = f.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+        if not head.startswith(b"["):
+            # fixes: a top-level object, string or number used to stream as zero rows without a word
+            got = {b"{": "a JSON object", b'"': "a string", b"n": "null", b"": "an empty file"}.get(
+                head[:1], "something else"
+            )
+            raise FormatError(f"{path}: expected a JSON list, got {got}", "wrong top-level type")
+        f.seek(0)
         try:
             yield from ijson.items(f, "item", use_float=True)
-        except ijson.JSONError as e:
-            raise FormatError(f"{path}: not a valid JSON list ({e})") from None
+        except (ijson.JSONError, UnicodeDecodeError, RecursionError) as e:
+            raise FormatError(f"{path}: not a valid JSON list ({_json_problem(e)})", "not JSON") from None
 
 
 def require(record: Any, field: str, kind: type | tuple[type, ...], where: str) -> Any:
