@@ -129,7 +129,8 @@ class ToolServerThread:
 
         from toolbench_multillm import demo_world
         from toolbench_multillm.cache import ResponseCache
-        from toolbench_multillm.server import ServerConfig, ToolRegistry, create_app
+        from toolbench_multillm.registry import ToolRegistry
+        from toolbench_multillm.server import ServerConfig, create_app
 
         registry = ToolRegistry()
         demo_world.register_demo_tools(registry)

@@ -5,26 +5,26 @@ Two questions, each with our own prompt below and ToolEval's decision rules:
   * preference — which of two answers (A or B) solves the query better?
 The judge replies with a JSON object. A reply that cannot be parsed is asked again (``parse_retries``)
 and then counted as Unsure (pass) or a tie (preference), flagged ``malformed``; it never raises.
-Transport failures (429, 5xx, timeouts) are retried with exponential backoff; when retries run out, or
-the endpoint refuses the request (401, 404, …), ``JudgeUnavailable`` stops the run — labels already
-written are kept and a rerun resumes, instead of filling the results with made-up Unsure labels.
+Requests go through the project's one endpoint client, :class:`glpft.chat.ChatClient` (key rotation,
+retries of 429 / 5xx / timeouts with backoff, redaction); when retries run out, or the endpoint refuses
+the request (401, 404, …), ``JudgeUnavailable`` stops the run — labels already written are kept and a
+rerun resumes, instead of filling the results with made-up Unsure labels.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import os
-import random
 import re
 import threading
-import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
+from glpft.chat import ChatClient, EndpointUnavailable, content_of
 from toolbench_multillm.convert import ConvertedBody, answer_chain, final_answer_text, tool_call
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ Reply with one JSON object and nothing else:
 {"reason": "<one or two sentences>", "preferred": "A" | "B"}"""
 
 
-class JudgeUnavailable(RuntimeError):
+class JudgeUnavailable(EndpointUnavailable):
     """The judge endpoint could not be used (refused the request, or failed after all retries)."""
 
 
@@ -112,21 +112,54 @@ def load_api_keys(api_pool_file: str | None = None) -> list[str]:
 # ----------------------------------------------------------------------------- reply parsing
 
 _FENCE = re.compile(r"```(?:json)?", re.IGNORECASE)
+#: the only way a JSON object can start: "{", then "}" or a string key and ":" (JSON whitespace between)
+_OBJECT_START = re.compile(r'\{(?=[ \t\n\r]*(?:\}|"(?:[^"\\]|\\.)*"[ \t\n\r]*:))', re.DOTALL)
+_DECODER = json.JSONDecoder()
+_WINDOW = 256  # first window decoded at each object start (characters)
+#: errors this close to the end of a window may come from the cut (a literal, number or escape cut short)
+_CUT_MARGIN = 32
+
+
+def _object_at(text: str, start: int) -> tuple[dict | None, int]:
+    """``(object, end)`` for the JSON object at ``text[start]``, else ``(None, furthest index scanned)``.
+
+    Decodes growing windows of ``text`` rather than ``text`` itself: a JSONDecodeError costs time in
+    its absolute position, so failed attempts far into a long reply made parsing quadratic.
+    """
+    size = _WINDOW
+    while True:
+        window = text[start : start + size]
+        try:
+            value, end = _DECODER.raw_decode(window)
+            return value, start + end
+        except RecursionError:  # fixes: a reply nested ~1000 deep used to crash the run
+            return None, start + len(window)
+        except json.JSONDecodeError as e:
+            unterminated = e.msg.startswith("Unterminated string")
+            if start + size < len(text) and (unterminated or e.pos >= len(window) - _CUT_MARGIN):
+                size *= 4  # the failure may be the window's cut: look further
+                continue
+            return None, start + (len(window) if unterminated else max(e.pos, 1))
 
 
 def parse_json_reply(text: str | None) -> dict | None:
-    """The first JSON object in a reply (code fences and surrounding prose tolerated), else None."""
+    """The first JSON object in a reply (code fences and surrounding prose tolerated), else None.
+
+    Every place an object can start is tried in order, as ToolEval does; a reply whose failed attempts
+    have scanned a few times its length is given up on (None), so parsing stays linear-time.
+    """
     if not isinstance(text, str):
         return None
     text = _FENCE.sub("", text)
-    decoder = json.JSONDecoder()
-    for m in re.finditer(r"\{", text):
-        try:
-            value, _ = decoder.raw_decode(text, m.start())
-        except ValueError:
-            continue
-        if isinstance(value, dict):
+    budget = 4 * len(text) + 64 * _WINDOW  # characters failed attempts may scan
+    for m in _OBJECT_START.finditer(text):
+        value, reached = _object_at(text, m.start())
+        if value is not None:
             return value
+        budget -= max(reached - m.start(), _WINDOW)
+        if budget < 0:
+            log.debug("judge reply of %d characters: no JSON object found before giving up", len(text))
+            return None
     return None
 
 
@@ -215,19 +248,30 @@ def preference_messages(
 
 
 class Judge:
-    """Thread-safe chat-completions client: key rotation, retries with backoff, tolerant parsing."""
+    """Thread-safe judge over a :class:`glpft.chat.ChatClient`, with tolerant reply parsing."""
 
     def __init__(self, config: JudgeConfig, client: httpx.Client | None = None):
         self.config = config
-        self.url = config.base_url.rstrip("/") + "/chat/completions"
-        self._client = client or httpx.Client(timeout=config.timeout)
-        self._keys = itertools.cycle(config.api_keys) if config.api_keys else None
+        self.client = ChatClient(
+            config.base_url,
+            config.api_keys,
+            timeout=config.timeout,
+            max_retries=config.max_retries,
+            backoff=config.backoff,
+            max_backoff=config.max_backoff,
+            http_client=client,
+            name="judge",
+        )
         self._lock = threading.Lock()
-        self.requests = 0  # HTTP requests sent (all attempts)
         self.malformed = 0  # judge questions that ended malformed
 
+    @property
+    def requests(self) -> int:
+        """HTTP requests sent (all attempts)."""
+        return self.client.requests
+
     def close(self) -> None:
-        self._client.close()
+        self.client.close()
 
     def __enter__(self) -> Judge:
         return self
@@ -235,65 +279,22 @@ class Judge:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _redact(self, text: str) -> str:
-        for key in self.config.api_keys:
-            text = text.replace(key, "***")
-        return text
-
-    def _headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json"}
-        if self._keys is not None:
-            with self._lock:
-                headers["Authorization"] = f"Bearer {next(self._keys)}"
-        return headers
-
-    def _wait(self, attempt: int, retry_after: str | None) -> None:
-        delay = self.config.backoff * (2**attempt) * (0.5 + random.random())
-        if retry_after:
-            try:
-                delay = max(delay, float(retry_after))
-            except ValueError:
-                pass
-        time.sleep(min(delay, self.config.max_backoff))
-
     def complete(self, messages: list[dict]) -> str | None:
-        """One chat completion's text (None when the body has no text); retries transport failures."""
-        payload: dict[str, Any] = {"model": self.config.model, "messages": messages}
+        """One chat completion's text (None when a 200 has no text); JudgeUnavailable when unusable."""
+        params: dict[str, Any] = {}
         if self.config.temperature is not None:
-            payload["temperature"] = self.config.temperature
+            params["temperature"] = self.config.temperature
         if self.config.json_mode:
-            payload["response_format"] = {"type": "json_object"}
-        error = ""
-        for attempt in range(self.config.max_retries + 1):
-            retry_after = None
-            with self._lock:
-                self.requests += 1
-            try:
-                resp = self._client.post(
-                    self.url, json=payload, headers=self._headers(), timeout=self.config.timeout
-                )
-            except httpx.TimeoutException:
-                error = f"timed out after {self.config.timeout:g} s"
-            except httpx.TransportError as e:
-                error = f"{type(e).__name__}: {self._redact(str(e))}"
-            else:
-                if resp.status_code == 200:
-                    try:
-                        return resp.json()["choices"][0]["message"]["content"]
-                    except (ValueError, KeyError, IndexError, TypeError):
-                        return None  # a 200 without a usable body counts as a malformed reply
-                error = f"HTTP {resp.status_code}: {self._redact(resp.text[:300])}"
-                if resp.status_code not in (408, 409, 429) and resp.status_code < 500:
-                    raise JudgeUnavailable(f"judge at {self.config.base_url} refused the request: {error}")
-                retry_after = resp.headers.get("retry-after")
-            if attempt < self.config.max_retries:
-                log.debug("judge attempt %d failed (%s); retrying", attempt + 1, error)
-                self._wait(attempt, retry_after)
-        raise JudgeUnavailable(
-            f"judge at {self.config.base_url} failed {self.config.max_retries + 1} times; last: {error}"
-        )
+            params["response_format"] = {"type": "json_object"}
+        try:
+            body = self.client.chat(messages, self.config.model, **params)
+        except EndpointUnavailable as e:  # the message is redacted: no key, no URL credentials
+            raise JudgeUnavailable(str(e)) from None
+        return content_of(body)  # a 200 without a usable body counts as a malformed reply
 
-    def _ask(self, messages: list[dict], parse, fallback: str) -> Verdict:
+    def _ask(
+        self, messages: list[dict], parse: Callable[[str | None], tuple[str, str] | None], fallback: str
+    ) -> Verdict:
         text = None
         for _ in range(self.config.parse_retries + 1):
             text = self.complete(messages)

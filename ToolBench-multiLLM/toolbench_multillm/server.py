@@ -10,7 +10,8 @@ toolbench_key}`` and answer ``{"error", "response"}``. Lookup order: registered 
 the SQLite cache, the upstream ToolBench service (real answers are cached), an LLM simulator at an
 OpenAI-compatible URL (StableToolBench's idea; validated JSON is cached), else ``{"error": "no cached
 response …"}``. ``GET /health`` and ``GET /stats`` report state. The server never imports or runs code
-named by a request: a request only selects among functions registered by the operator.
+named by a request: a request only selects among functions registered by the operator
+(:mod:`toolbench_multillm.registry`). The simulator and its tool docs live in :mod:`toolbench_multillm.simulator`.
 """
 
 from __future__ import annotations
@@ -23,18 +24,17 @@ import sys
 import threading
 import unicodedata
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from toolbench_multillm.cache import ResponseCache, cache_key, canonical_input
+from toolbench_multillm.cache import ResponseCache, cache_key
 from toolbench_multillm.env import KEY_ENV, ToolCallError, ToolClient, resolve_key
-from toolbench_multillm.tools import standardize
+from toolbench_multillm.registry import ToolRegistry
+from toolbench_multillm.simulator import SIMULATOR_EXAMPLES, Simulator, load_tool_docs
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +42,11 @@ MAX_BODY_BYTES = 1 << 20
 #: A body larger than this is not even drained before answering 413 (the connection is dropped).
 _DRAIN_LIMIT = 64 << 20
 MAX_NAME_LENGTH = 256
-SIMULATOR_EXAMPLES = 5
 
 
 class BadRequest(Exception):
+    """A request the server refuses: the HTTP status and a one-line reason (sent as the ``error``)."""
+
     def __init__(self, status: int, reason: str):
         super().__init__(reason)
         self.status = status
@@ -71,203 +72,12 @@ def validate_name(value: Any, field_name: str, required: bool = True) -> str:
     return value
 
 
-# --- in-process Python tools -----------------------------------------------------------------
-
-
-@dataclass
-class LocalTool:
-    fn: Callable[..., Any]
-    doc: dict[str, Any] = field(default_factory=dict)
-
-
-class ToolRegistry:
-    """Python functions served as tools, keyed by standardised (tool, api).
-
-    Registered by the operator (``registry.register("weather", "get_weather", fn)`` or the
-    ``@registry.tool(...)`` decorator); a request can only pick one of them. The function is called
-    with the tool input's keys as keyword arguments; a ``{"error", "response"}`` dict of strings is
-    passed through as the answer, any other non-string result is JSON-encoded.
-    """
-
-    def __init__(self) -> None:
-        self._tools: dict[tuple[str, str], LocalTool] = {}
-
-    def register(
-        self, tool_name: str, api_name: str, fn: Callable[..., Any], doc: dict[str, Any] | None = None
-    ) -> None:
-        self._tools[cache_key(tool_name, api_name)] = LocalTool(fn, doc or {})
-
-    def tool(self, tool_name: str, api_name: str, doc: dict[str, Any] | None = None) -> Callable:
-        def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
-            self.register(tool_name, api_name, fn, doc)
-            return fn
-
-        return decorator
-
-    def get(self, tool_name: str, api_name: str) -> LocalTool | None:
-        return self._tools.get(cache_key(tool_name, api_name))
-
-    def knows_tool(self, tool_name: str) -> bool:
-        tool = standardize(tool_name)
-        return any(t == tool for t, _ in self._tools)
-
-    def __len__(self) -> int:
-        return len(self._tools)
-
-    @staticmethod
-    def call(local: LocalTool, tool_input: Any) -> tuple[str, str]:
-        args = tool_input
-        if isinstance(tool_input, str):
-            try:
-                args = json.loads(tool_input or "{}", strict=False)
-            except json.JSONDecodeError:
-                return "invalid tool input: not JSON", ""
-        if not isinstance(args, dict):
-            return "invalid tool input: expected a JSON object", ""
-        try:
-            result = local.fn(**args)
-        except TypeError as e:
-            return f"invalid tool input: {e}", ""
-        except Exception as e:  # the tool's own failure is the tool's answer
-            return f"{type(e).__name__}: {e}", ""
-        if (
-            isinstance(result, dict)
-            and set(result) == {"error", "response"}
-            and all(isinstance(v, str) for v in result.values())
-        ):
-            return result["error"], result["response"]  # a tool that answers in ToolBench's own shape
-        return "", result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)
-
-
-# --- the LLM simulator -----------------------------------------------------------------------
-
-
-SIMULATOR_SYSTEM = (
-    "You imitate a RapidAPI endpoint. Given the API documentation, example calls with their real "
-    "responses, and a new call, answer with the response the real API would most plausibly return. "
-    'Reply with one JSON object and nothing else: {"error": "", "response": "<the API response as a string>"}. '
-    'Use a non-empty "error" only when the call itself is invalid.'
-)
-
-
-class Simulator:
-    """An OpenAI-compatible chat model that invents responses for uncached calls (validated JSON only)."""
-
-    def __init__(
-        self,
-        base_url: str,
-        model: str,
-        api_key: str | None = None,
-        timeout: float = 60.0,
-        http_client: httpx.Client | None = None,
-    ):
-        self.url = base_url.rstrip("/") + "/chat/completions"
-        self.model = model
-        self._key = api_key or ""
-        self._http = http_client or httpx.Client(timeout=timeout)
-
-    def __repr__(self) -> str:
-        return f"Simulator(url={self.url!r}, model={self.model!r})"
-
-    def prompt(
-        self, payload: dict[str, Any], doc: dict[str, Any] | None, examples: list[tuple[str, str, str]]
-    ) -> str:
-        lines = [
-            f"Category: {payload.get('category', '')}",
-            f"Tool: {payload['tool_name']}",
-            f"API: {payload['api_name']}",
-        ]
-        if doc:
-            lines.append("API documentation: " + json.dumps(doc, ensure_ascii=False)[:4000])
-        for inp, error, response in examples[:SIMULATOR_EXAMPLES]:
-            lines.append(
-                "Example call: "
-                + inp
-                + "\nExample response: "
-                + json.dumps({"error": error, "response": response[:2000]})
-            )
-        lines.append("Call: " + canonical_input(payload.get("tool_input")))
-        return "\n".join(lines)
-
-    def simulate(
-        self,
-        payload: dict[str, Any],
-        doc: dict[str, Any] | None,
-        examples: list[tuple[str, str, str]],
-        tries: int = 2,
-    ) -> tuple[str, str] | None:
-        body = {
-            "model": self.model,
-            "temperature": 0,
-            "messages": [
-                {"role": "system", "content": SIMULATOR_SYSTEM},
-                {"role": "user", "content": self.prompt(payload, doc, examples)},
-            ],
-        }
-        headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
-        for _ in range(tries):
-            try:
-                r = self._http.post(self.url, json=body, headers=headers)
-                r.raise_for_status()
-                text = r.json()["choices"][0]["message"]["content"]
-            except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError) as e:
-                logger.warning("simulator request failed: %s", type(e).__name__)
-                continue
-            parsed = parse_simulated(text)
-            if parsed is not None:
-                return parsed
-        return None
-
-
-def parse_simulated(text: Any) -> tuple[str, str] | None:
-    """(error, response) of a simulator reply: one JSON object with a ``response`` (code fences allowed)."""
-    if not isinstance(text, str):
-        return None
-    text = text.strip()
-    if text.startswith("```"):
-        text = text.strip("`").removeprefix("json").strip()
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(data, dict) or "response" not in data:
-        return None
-    error, response = data.get("error") or "", data["response"]
-    return (error if isinstance(error, str) else json.dumps(error)), (
-        response if isinstance(response, str) else json.dumps(response, ensure_ascii=False)
-    )
-
-
-# --- tool docs for the simulator ---------------------------------------------------------------
-
-
-def load_tool_docs(tool_root_dir: str) -> dict[tuple[str, str], dict[str, Any]]:
-    """(standardised tool, API) → API doc of every ``<root>/<category>/<tool>.json`` (read at start-up)."""
-    docs: dict[tuple[str, str], dict[str, Any]] = {}
-    for category in sorted(os.listdir(tool_root_dir)):
-        cdir = os.path.join(tool_root_dir, category)
-        if not os.path.isdir(cdir):
-            continue
-        for file in sorted(os.listdir(cdir)):
-            if not file.endswith(".json"):
-                continue
-            try:
-                with open(os.path.join(cdir, file), encoding="utf-8") as f:
-                    tool = json.load(f)
-                for api in tool.get("api_list") or []:
-                    docs.setdefault(
-                        cache_key(file[: -len(".json")], api["name"]),
-                        {"tool_description": tool.get("tool_description", ""), **api},
-                    )
-            except (OSError, ValueError, KeyError, TypeError, AttributeError):
-                logger.warning("%s: unreadable tool file skipped", os.path.join(cdir, file))
-    return docs
-
-
 # --- the app -----------------------------------------------------------------------------------
 
 
 class Stats:
+    """Thread-safe request counters behind ``GET /stats`` (hits, misses, bad requests, answers by source)."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.counts: Counter = Counter()

@@ -15,46 +15,33 @@ Scores: Solved = 1, Unsure = 0.5, Unsolved = 0 (win: candidate preferred = 1, ti
 the mean over queries for each repeat; we report mean ± population std over the ``evaluate_times``
 repeats, in percent, and the average over groups. Labels are saved (JSON + TSV, atomically) after every
 judged answer, so an interrupted run resumes without asking the judge again.
+
+This module is the CLI and its input readers; the work is in ``labels`` (label files, job runner,
+statistics), ``pass_rate``, ``win_rate`` and ``report`` (Table 2), the judge in ``judge``.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import hashlib
-import io
 import json
 import logging
 import os
-import statistics
 import sys
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-from toolbench_multillm.convert import (
-    ConvertedAnswer,
-    convert_answer_dir,
-    has_finish,
-    read_converted,
-    write_json_atomic,
-    write_text_atomic,
-)
-from toolbench_multillm.judge import SCORES, UNSOLVED, Judge, JudgeConfig, JudgeUnavailable, load_api_keys
+from glpft.chat import public_url
+from glpft.formats import write_json_atomic, write_text_atomic
+from toolbench_multillm.convert import ConvertedAnswer, convert_answer_dir, read_converted
+from toolbench_multillm.judge import Judge, JudgeConfig, JudgeUnavailable, load_api_keys
+from toolbench_multillm.labels import LabelStore, average_over_groups, summarise
+from toolbench_multillm.pass_rate import pass_rate_group, read_pass_decisions
+from toolbench_multillm.report import format_cell, load_summaries, render_chart, render_table
+from toolbench_multillm.win_rate import win_rate_group
 
 log = logging.getLogger("toolbench_multillm.tooleval")
 
 TEST_SETS = ["G1_instruction", "G1_category", "G1_tool", "G2_category", "G2_instruction", "G3_instruction"]
-#: paper Table 2 column order and headers
-TABLE_GROUPS = [
-    ("G1_instruction", "I1-Inst."),
-    ("G1_tool", "I1-Tool"),
-    ("G1_category", "I1-Cat."),
-    ("G2_instruction", "I2-Inst."),
-    ("G2_category", "I2-Cat."),
-    ("G3_instruction", "I3-Inst."),
-]
 DEFAULT_REFERENCE = "data/toolbench/reproduction_data/model_predictions_converted/chatgpt_cot"
 
 
@@ -79,322 +66,26 @@ def find_converted(path: str | os.PathLike, group: str, model: str | None = None
     return None
 
 
-def answer_digest(entry: ConvertedAnswer) -> str:
-    """Fingerprint of an answer: stored labels are dropped when the answer they judged has changed."""
-    blob = json.dumps(entry.get("answer"), sort_keys=True, ensure_ascii=False).encode()
-    return hashlib.sha1(blob).hexdigest()[:16]
-
-
-def public_url(url: str) -> str:
-    """A base URL without user:password, safe to write into result files."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = host + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-# ----------------------------------------------------------------------------- label files
-
-
-class LabelStore:
-    """Per-query, per-repeat labels of one group, saved as JSON + TSV after every change.
-
-    JSON: ``{"meta": {...}, "queries": {qid: {"digest", "repeats": {"<r>": {label, score, by, reason}}}}}``
-    """
-
-    TSV_FIELDS = ["query_id", "repeat", "label", "score", "decided_by", "reason"]
-
-    def __init__(self, json_path: Path, meta: dict, overwrite: bool = False):
-        self.json_path = json_path
-        self.tsv_path = json_path.with_suffix(".tsv")
-        self.meta = meta
-        self.queries: dict[str, dict] = {}
-        if json_path.is_file() and not overwrite:
-            with open(json_path, encoding="utf-8") as f:
-                stored = json.load(f)
-            if not isinstance(stored.get("queries"), dict):
-                raise ValueError(f"{json_path}: missing field 'queries' (not a label file of this tool?)")
-            self.queries = stored["queries"]
-            old = stored.get("meta", {}).get("judge_model")
-            if old and old != meta.get("judge_model"):
-                log.warning(
-                    "%s: resuming labels made by judge %s with judge %s", json_path, old, meta["judge_model"]
-                )
-
-    def sync(self, qid: str, digest: str) -> None:
-        record = self.queries.setdefault(qid, {"digest": digest, "repeats": {}})
-        if record.get("digest") != digest:
-            log.warning("%s: answer of query %s changed; judging it again", self.json_path, qid)
-            self.queries[qid] = {"digest": digest, "repeats": {}}
-
-    def has(self, qid: str, repeat: int) -> bool:
-        return str(repeat) in self.queries.get(qid, {}).get("repeats", {})
-
-    def set(
-        self, qid: str, repeat: int, label: str, score: float, by: str, reason: str, **extra: Any
-    ) -> None:
-        entry = {"label": label, "score": score, "decided_by": by, "reason": reason, **extra}
-        self.queries[qid]["repeats"][str(repeat)] = entry
-
-    def scores(self, qid: str) -> dict[int, float]:
-        return {int(r): e["score"] for r, e in self.queries.get(qid, {}).get("repeats", {}).items()}
-
-    def save(self) -> None:
-        write_json_atomic(self.json_path, {"meta": self.meta, "queries": self.queries}, indent=1)
-        buf = io.StringIO()
-        writer = csv.writer(buf, delimiter="\t", lineterminator="\n")
-        writer.writerow(self.TSV_FIELDS)
-        for qid, record in self.queries.items():
-            for r, e in sorted(record["repeats"].items(), key=lambda kv: int(kv[0])):
-                reason = " ".join(str(e.get("reason", "")).split())
-                writer.writerow([qid, r, e["label"], e["score"], e["decided_by"], reason])
-        write_text_atomic(self.tsv_path, buf.getvalue())
-
-
-def summarise(store: LabelStore, ids: list[str], evaluate_times: int) -> dict:
-    """Mean and population std over repeats of the per-repeat mean score over ``ids``, in percent."""
-    per_repeat = []
-    for r in range(evaluate_times):
-        scores = [store.scores(q).get(r) for q in ids]
-        if ids and all(s is not None for s in scores):
-            per_repeat.append(100.0 * sum(scores) / len(scores))
-    entries = [e for q in ids for e in store.queries.get(q, {}).get("repeats", {}).values()]
-    return {
-        "mean": statistics.fmean(per_repeat) if per_repeat else None,
-        "std": statistics.pstdev(per_repeat) if per_repeat else None,
-        "per_repeat": per_repeat,
-        "n_queries": len(ids),
-        "complete": len(per_repeat) == evaluate_times,
-        "decided_by": {
-            by: sum(e["decided_by"] == by for e in entries)
-            for by in sorted({e["decided_by"] for e in entries})
-        },
-        "labels": {
-            lab: sum(e["label"] == lab for e in entries) for lab in sorted({e["label"] for e in entries})
-        },
-    }
-
-
-def average_over_groups(groups: dict[str, dict]) -> dict:
-    """Paper's Average column: the mean of group means; std over repeats of the per-repeat group average."""
-    done = [g for g in groups.values() if g["complete"]]
-    if not done:
-        return {"mean": None, "std": None}
-    n = min(len(g["per_repeat"]) for g in done)
-    avg = [statistics.fmean(g["per_repeat"][r] for g in done) for r in range(n)]
-    return {"mean": statistics.fmean(avg), "std": statistics.pstdev(avg), "groups": len(done)}
-
-
-def run_jobs(store: LabelStore, jobs: list[tuple], work, threads: int) -> None:
-    """Run ``work(*job) -> (qid, repeat, label, score, by, reason, extra)`` on a bounded pool.
-
-    Each result is stored and saved as soon as it arrives; on an error (or Ctrl-C) pending jobs are
-    cancelled, answers already received are still saved, and the error is raised.
-    """
-    pool = ThreadPoolExecutor(max_workers=max(1, threads))
-    futures = [pool.submit(work, *job) for job in jobs]
-    stored: set = set()
-
-    def store_done(done) -> None:
-        for fut in done:
-            if fut not in stored and fut.done() and not fut.cancelled() and fut.exception() is None:
-                qid, r, label, score, by, reason, extra = fut.result()
-                store.set(qid, r, label, score, by, reason, **extra)
-                stored.add(fut)
-        store.save()
-
-    try:
-        pending = set(futures)
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            store_done(done)
-            for fut in done:
-                if fut.exception() is not None:
-                    raise fut.exception()
-        store.save()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        store_done(futures)
-
-
-# ----------------------------------------------------------------------------- pass rate
-
-
-def pass_rate_group(
-    answers: dict[str, ConvertedAnswer],
-    ids: list[str],
-    store: LabelStore,
-    judge: Judge | None,
-    evaluate_times: int,
-    threads: int,
-) -> None:
-    """Label every (query, repeat) not yet in ``store``; answers without Finish are Unsolved unasked.
-
-    Ids without an answer (only present with ``--missing_as_unsolved``) are Unsolved too.
-    """
-    jobs = []
-    for qid in ids:
-        entry = answers.get(qid)
-        store.sync(qid, answer_digest(entry) if entry else "missing")
-        for r in range(evaluate_times):
-            if store.has(qid, r):
-                continue
-            if entry is None:
-                store.set(qid, r, UNSOLVED, 0.0, "missing", "no answer for this query")
-            elif not has_finish(entry["answer"]):  # paper parity: a Finish that gives up is still judged
-                store.set(qid, r, UNSOLVED, 0.0, "no_finish", "no Finish step")
-            else:
-                jobs.append((qid, r))
-
-    def work(qid: str, r: int) -> tuple:
-        if judge is None:
-            raise JudgeUnavailable("no judge configured")
-        v = judge.judge_solved(answers[qid]["query"], answers[qid]["answer"])
-        return qid, r, v.label, SCORES[v.label], "malformed" if v.malformed else "judge", v.reason, {}
-
-    run_jobs(store, jobs, work, threads)
-
-
-def read_pass_decisions(path: Path | None) -> dict[str, bool]:
-    """Per-query pass decision from a pass-rate label file: mean score ≥ 0.5 (ToolEval: ties pass)."""
-    if path is None or not path.is_file():
-        if path is not None:
-            log.warning("%s: no pass-rate labels; the judge decides every query", path)
-        return {}
-    with open(path, encoding="utf-8") as f:
-        queries = json.load(f).get("queries", {})
-    out = {}
-    for qid, rec in queries.items():
-        scores = [e["score"] for e in rec.get("repeats", {}).values()]
-        if scores:
-            out[qid] = sum(scores) / len(scores) >= 0.5
-    return out
-
-
-# ----------------------------------------------------------------------------- win rate
-
-
-def win_rate_group(
-    candidate: dict[str, ConvertedAnswer],
-    reference: dict[str, ConvertedAnswer],
-    ids: list[str],
-    store: LabelStore,
-    judge: Judge | None,
-    evaluate_times: int,
-    threads: int,
-    candidate_pass: dict[str, bool] | None = None,
-    reference_pass: dict[str, bool] | None = None,
-) -> None:
-    """Candidate vs reference per (query, repeat): pass labels decide when they differ, else the judge.
-
-    The judge sees the candidate as answer A in even repeats and as answer B in odd ones, so a judge that
-    always prefers one position scores 50 %.
-    """
-    jobs = []
-    for qid in ids:
-        cand_ok = (candidate_pass or {}).get(qid)
-        ref_ok = (reference_pass or {}).get(qid)
-        # labels are redone when either answer or either pass decision changes
-        store.sync(qid, f"{answer_digest(candidate[qid])}-{answer_digest(reference[qid])}-{cand_ok}-{ref_ok}")
-        for r in range(evaluate_times):
-            if store.has(qid, r):
-                continue
-            if cand_ok is not None and ref_ok is not None and cand_ok != ref_ok:
-                label = "candidate" if cand_ok else "reference"
-                store.set(qid, r, label, 1.0 if cand_ok else 0.0, "pass_rate", "only one answer passed")
-            else:
-                jobs.append((qid, r))
-
-    def work(qid: str, r: int) -> tuple:
-        if judge is None:
-            raise JudgeUnavailable("no judge configured")
-        cand_first = r % 2 == 0
-        a, b = (candidate[qid], reference[qid]) if cand_first else (reference[qid], candidate[qid])
-        v = judge.judge_preference(candidate[qid]["query"], a["answer"], b["answer"])
-        if v.label == "tie":
-            label, score = "tie", 0.5
-        else:
-            cand_won = (v.label == "A") == cand_first
-            label, score = ("candidate", 1.0) if cand_won else ("reference", 0.0)
-        by = "malformed" if v.malformed else "judge"
-        return qid, r, label, score, by, v.reason, {"candidate_shown_as": "A" if cand_first else "B"}
-
-    run_jobs(store, jobs, work, threads)
-
-
-# ----------------------------------------------------------------------------- report
-
-
-def load_summaries(paths: list[str]) -> dict[str, dict[str, dict]]:
-    """``{model: {"pass_rate": summary, "win_rate": summary}}`` from summary files or folders of them."""
-    files: list[Path] = []
-    for p in map(Path, paths):
-        files += sorted(p.glob("*_summary.json")) if p.is_dir() else [p]
-    table: dict[str, dict[str, dict]] = {}
-    for f in files:
-        with open(f, encoding="utf-8") as fh:
-            s = json.load(fh)
-        if s.get("metric") not in ("pass_rate", "win_rate") or "model" not in s:
-            raise ValueError(f"{f}: missing field 'metric' or 'model' (not a ToolEval summary)")
-        table.setdefault(s["model"], {})[s["metric"]] = s
-    return table
-
-
-def _cell(summary: dict | None, group: str | None) -> str:
-    if not summary:
-        return "–"
-    g = summary["average"] if group is None else summary["groups"].get(group)
-    if not g or g.get("mean") is None:
-        return "–"
-    text = f"{g['mean']:.1f}" + (f" ± {g['std']:.1f}" if g.get("std") is not None else "")
-    if group is None and g.get("groups", len(TABLE_GROUPS)) < len(TABLE_GROUPS):
-        text += f" ({g['groups']}/{len(TABLE_GROUPS)} groups)"
-    return text
-
-
-def render_table(table: dict[str, dict[str, dict]]) -> str:
-    """Paper Table 2 as markdown: one row per model; Pass and Win per group, then the average."""
-    cols = TABLE_GROUPS + [(None, "Average")]
-    header = ["Model"] + [f"{name} {m}" for _, name in cols for m in ("Pass", "Win")]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for model, metrics in table.items():
-        cells = [model]
-        for group, _ in cols:
-            cells += [_cell(metrics.get("pass_rate"), group), _cell(metrics.get("win_rate"), group)]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def render_chart(table: dict[str, dict[str, dict]], path: Path) -> None:
-    """Grouped bars (one per model) for pass rate and win rate per group, with std error bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cols = TABLE_GROUPS + [(None, "Average")]
-    models = list(table)
-    fig, axes = plt.subplots(2, 1, figsize=(max(8, 1.6 * len(cols)), 7), sharex=True)
-    width = 0.8 / max(1, len(models))
-    for ax, metric in zip(axes, ("pass_rate", "win_rate")):
-        for i, model in enumerate(models):
-            s = table[model].get(metric)
-            vals, errs = [], []
-            for group, _ in cols:
-                g = (s["average"] if group is None else s["groups"].get(group)) if s else None
-                vals.append(g["mean"] if g and g.get("mean") is not None else 0.0)
-                errs.append(g.get("std") or 0.0 if g else 0.0)
-            xs = [j + (i - (len(models) - 1) / 2) * width for j in range(len(cols))]
-            ax.bar(xs, vals, width, yerr=errs, capsize=2, label=model)
-        ax.set_ylabel(("Pass" if metric == "pass_rate" else "Win") + " rate (%)")
-        ax.set_ylim(0, 100)
-        ax.grid(axis="y", alpha=0.3)
-    axes[0].legend(fontsize=8, ncol=min(4, max(1, len(models))))
-    axes[-1].set_xticks(range(len(cols)), [name for _, name in cols])
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+def _ids_and_answers(
+    args: argparse.Namespace, group: str, sources: list[tuple[str, str | None]], keep_missing: bool = False
+) -> tuple[list[str], list[dict[str, ConvertedAnswer]]] | None:
+    """Test ids of ``group`` that every source answered (all ids with ``keep_missing``) + the answers."""
+    ids = load_test_ids(args.test_ids, group)
+    if ids is None:
+        log.warning("%s: no test ids in %s; skipped", group, args.test_ids)
+        return None
+    answer_sets = []
+    for path, model in sources:
+        f = find_converted(path, group, model)
+        if f is None:
+            log.warning("%s: no converted answers under %s; skipped", group, path)
+            return None
+        answer_sets.append(read_converted(f))
+    have = [q for q in ids if all(q in a for a in answer_sets)]
+    if len(have) < len(ids):
+        how = "they count as Unsolved" if keep_missing else "they are not counted"
+        log.warning("%s: %d of %d test ids have no answer; %s", group, len(ids) - len(have), len(ids), how)
+    return (ids if keep_missing else have), answer_sets
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -421,8 +112,9 @@ def _add_judge_args(p: argparse.ArgumentParser) -> None:
 def _make_judge(args: argparse.Namespace) -> Judge:
     keys = load_api_keys(args.api_pool_file)
     if not keys:
-        log.warning(
-            "no API key (OPENAI_API_KEY / --api_pool_file); calling %s without one", args.judge_base_url
+        log.warning(  # fixes: the URL was logged with any user:password in it
+            "no API key (OPENAI_API_KEY / --api_pool_file); calling %s without one",
+            public_url(args.judge_base_url),
         )
     cfg = JudgeConfig(
         base_url=args.judge_base_url,
@@ -453,8 +145,8 @@ def _finish(args: argparse.Namespace, summary: dict, path: Path, judge: Judge) -
     write_json_atomic(path, summary, indent=1)
     print(f"\n{summary['metric']} of {summary['model']} (mean ± std over {args.evaluate_times} repeats, %):")
     for group, g in summary["groups"].items():
-        print(f"  {group:<16} {_cell(summary, group):>14}  n={g['n_queries']}  {g['labels']}")
-    print(f"  {'Average':<16} {_cell(summary, None):>14}")
+        print(f"  {group:<16} {format_cell(summary, group):>14}  n={g['n_queries']}  {g['labels']}")
+    print(f"  {'Average':<16} {format_cell(summary, None):>14}")
     malformed = sum(g["decided_by"].get("malformed", 0) for g in summary["groups"].values())
     if malformed:
         print(f"  warning: {malformed} judge replies stayed malformed after retries (counted as Unsure/tie)")
@@ -473,28 +165,6 @@ def cmd_convert(args: argparse.Namespace) -> int:
     write_json_atomic(out, converted)
     print(f"converted {len(converted)} answers → {out}")
     return 0
-
-
-def _ids_and_answers(
-    args, group: str, sources: list[tuple[str, str | None]], keep_missing: bool = False
-) -> tuple[list[str], list] | None:
-    """Test ids of ``group`` that every source answered (all ids with ``keep_missing``) + the answers."""
-    ids = load_test_ids(args.test_ids, group)
-    if ids is None:
-        log.warning("%s: no test ids in %s; skipped", group, args.test_ids)
-        return None
-    answer_sets = []
-    for path, model in sources:
-        f = find_converted(path, group, model)
-        if f is None:
-            log.warning("%s: no converted answers under %s; skipped", group, path)
-            return None
-        answer_sets.append(read_converted(f))
-    have = [q for q in ids if all(q in a for a in answer_sets)]
-    if len(have) < len(ids):
-        how = "they count as Unsolved" if keep_missing else "they are not counted"
-        log.warning("%s: %d of %d test ids have no answer; %s", group, len(ids) - len(have), len(ids), how)
-    return (ids if keep_missing else have), answer_sets
 
 
 def cmd_pass_rate(args: argparse.Namespace) -> int:

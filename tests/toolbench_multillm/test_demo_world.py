@@ -427,7 +427,8 @@ def test_served_tools_give_the_agent_the_observations_it_was_trained_on(demo, tm
 
     from toolbench_multillm.cache import ResponseCache
     from toolbench_multillm.env import ToolClient, ToolEnv
-    from toolbench_multillm.server import ServerConfig, ToolRegistry, create_app
+    from toolbench_multillm.registry import ToolRegistry
+    from toolbench_multillm.server import ServerConfig, create_app
 
     registry = ToolRegistry()
     assert W.register_demo_tools(registry) == 25

@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from glpft.chat import EndpointUnavailable
 from toolbench_multillm.judge import (
     SOLVED,
     UNSOLVED,
@@ -20,6 +21,7 @@ from toolbench_multillm.judge import (
     JudgeConfig,
     JudgeUnavailable,
     load_api_keys,
+    parse_json_reply,
     parse_pass_reply,
     parse_preference_reply,
     render_answer,
@@ -199,6 +201,16 @@ def test_refused_request_is_not_retried_and_key_is_redacted():
     assert srv.calls == 1 and secret not in str(err.value) and "401" in str(err.value)
 
 
+def test_judge_unavailable_is_an_endpoint_error_without_url_credentials():
+    with FakeJudgeServer(respond=lambda req: (404, "no such model")) as srv:
+        url = srv.base_url.replace("http://", "http://judge-user:pw-SECRET-42@")
+        with Judge(fast_config(url)) as j, pytest.raises(JudgeUnavailable) as err:
+            j.complete([{"role": "user", "content": "hi"}])
+    assert isinstance(err.value, EndpointUnavailable) and j.requests == 1
+    assert "pw-SECRET-42" not in str(err.value) and "judge-user" not in str(err.value)
+    assert srv.base_url in str(err.value) and "404" in str(err.value)
+
+
 def test_key_pool_file_rotates_keys(tmp_path, monkeypatch):
     pool = tmp_path / "pool.json"
     pool.write_text(json.dumps([{"username": "u", "api_key": "sk-one"}, {"api_key": "sk-two"}]))
@@ -249,6 +261,43 @@ def test_json_mode_and_temperature_are_sent_only_when_asked():
 )
 def test_pass_reply_parsing(text, expected):
     assert parse_pass_reply(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("{" * 400_000, None),
+        ("{" * 400_000 + '{"answer_status": "Solved"}', {"answer_status": "Solved"}),
+        ('{"' * 200_000, None),
+        ('{"":}' * 80_000, None),
+        ('{"a": ' * 70_000, None),  # nested past the recursion limit: used to raise RecursionError
+        ('{"a": "' + "{" * 400_000, None),
+        (
+            '{"reason": "' + "x" * 400_000 + '", "answer_status": "Solved"}',
+            {"reason": "x" * 400_000, "answer_status": "Solved"},
+        ),
+    ],
+    ids=["braces", "braces-then-object", "brace-quotes", "empty-values", "nested", "unterminated", "long"],
+)
+def test_long_replies_full_of_braces_parse_in_linear_time(text, expected):
+    start = time.perf_counter()
+    got = parse_json_reply(text)
+    assert time.perf_counter() - start < 0.5
+    assert got == expected
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ('{"result": {"reason": "r", "answer_status": "Solved"}', {"reason": "r", "answer_status": "Solved"}),
+        ('{"a": "{}', {}),
+        ("{" + '"k": true, ' * 40 + '"v": -Infinity, "u": "\\u00e9"}', None),
+    ],
+    ids=["object-inside-a-cut-one", "object-inside-a-string", "longer-than-a-window"],
+)
+def test_first_object_is_found_wherever_it_starts(text, expected):
+    want = expected if expected is not None else json.loads(text)
+    assert parse_json_reply(text) == want
 
 
 @pytest.mark.parametrize(

@@ -1,15 +1,18 @@
-"""Pass rate, win rate and the Table 2 report against a scripted judge server on 127.0.0.1."""
+"""The ``alpha-umi tooleval`` CLI: pass rate and win rate end to end against a scripted judge on 127.0.0.1.
+
+The helpers here (``converted``, ``write_inputs``) are also used by test_pass_rate.py and test_win_rate.py.
+"""
 
 from __future__ import annotations
 
 import json
-import statistics
 
 import pytest
 from test_judge import FakeJudgeServer, pass_reply, reply
 
 from toolbench_multillm.judge import SOLVED, UNSOLVED
-from toolbench_multillm.tooleval import LabelStore, load_summaries, main, render_table, summarise
+from toolbench_multillm.labels import LabelStore
+from toolbench_multillm.tooleval import main
 
 GROUP = "G1_instruction"
 SECRET = "sk-test-SECRET-key-0123456789"
@@ -145,24 +148,6 @@ def test_changed_answer_is_judged_again(tmp_path):
     assert labels(save / f"{GROUP}_model.json", "1") == [SOLVED] * 3
 
 
-def test_mean_and_std_over_repeats_by_hand(tmp_path):
-    store = LabelStore(tmp_path / "x.json", {})
-    table = {"a": [1, 1, 0, 1], "b": [0, 0.5, 0, 1], "c": [1, 0, 0, 0]}
-    for q, scores in table.items():
-        store.sync(q, "d")
-        for r, s in enumerate(scores):
-            store.set(q, r, "x", s, "judge", "")
-    s = summarise(store, ["a", "b", "c"], 4)
-    per_repeat = [100 * 2 / 3, 100 * 1.5 / 3, 0.0, 100 * 2 / 3]
-    assert s["per_repeat"] == pytest.approx(per_repeat)
-    assert s["mean"] == pytest.approx(sum(per_repeat) / 4)
-    mean = sum(per_repeat) / 4
-    assert s["std"] == pytest.approx((sum((x - mean) ** 2 for x in per_repeat) / 4) ** 0.5)
-    assert s["std"] == pytest.approx(statistics.pstdev(per_repeat)) and s["complete"]
-    partial = summarise(store, ["a", "b", "c"], 5)  # repeat 4 never ran
-    assert not partial["complete"] and len(partial["per_repeat"]) == 4
-
-
 def prefer(position_of: str | None):
     """A preference judge: picks the answer whose final answer is ``position_of``, or always 'A' if None."""
 
@@ -234,35 +219,6 @@ def test_position_biased_judge_scores_half(tmp_path):
     g = summary["groups"][GROUP]
     assert g["per_repeat"] == pytest.approx([100.0, 0.0, 100.0, 0.0])
     assert g["mean"] == pytest.approx(50.0) and g["std"] == pytest.approx(50.0)
-
-
-def test_report_renders_table2_markdown_and_png(tmp_path):
-    def summary(metric, model, vals):
-        groups = {
-            g: {"mean": v, "std": 1.0, "n_queries": 3, "complete": True, "per_repeat": [v]}
-            for g, v in vals.items()
-        }
-        avg = sum(vals.values()) / len(vals)
-        return {"metric": metric, "model": model, "groups": groups, "average": {"mean": avg, "std": 0.0}}
-
-    res = tmp_path / "res"
-    res.mkdir()
-    vals = {"G1_instruction": 50.0, "G1_tool": 40.0, "G3_instruction": 30.0}
-    (res / "alpha-umi_pass_rate_summary.json").write_text(json.dumps(summary("pass_rate", "alpha-umi", vals)))
-    (res / "alpha-umi_vs_chatgpt_cot_win_rate_summary.json").write_text(
-        json.dumps(summary("win_rate", "alpha-umi", {"G1_instruction": 60.0}))
-    )
-    assert main(["report", "--results", str(res), "--output", str(tmp_path / "out" / "table2")]) == 0
-    md = (tmp_path / "out" / "table2.md").read_text()
-    header = md.splitlines()[0]
-    assert (
-        header.startswith("| Model | I1-Inst. Pass | I1-Inst. Win | I1-Tool Pass |")
-        and "Average Win" in header
-    )
-    row = md.splitlines()[2]
-    assert row.startswith("| alpha-umi | 50.0 ± 1.0 | 60.0 ± 1.0 | 40.0 ± 1.0 | – |")
-    assert (tmp_path / "out" / "table2.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert render_table(load_summaries([str(res)])) == md
 
 
 def test_tooleval_is_an_alpha_umi_subcommand():

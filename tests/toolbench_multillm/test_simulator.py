@@ -1,0 +1,172 @@
+"""The LLM simulator: prompts, reply parsing, tool docs, and failures that never become HTTP 500s."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from toolbench_multillm.cache import ResponseCache
+from toolbench_multillm.server import ServerConfig, create_app
+from toolbench_multillm.simulator import Simulator, load_tool_docs, parse_simulated
+
+SECRET = "sim-secret-key-789"
+KNOWN_CALL = {"tool_name": "transitaires", "api_name": "transitaire", "tool_input": '{"is_id": "NEW"}'}
+NO_CACHED = {"error": "no cached response for transitaires/transitaire with this input", "response": ""}
+
+
+def mock_simulator(handler, **kwargs) -> Simulator:
+    return Simulator(
+        "http://llm.test/v1",
+        "sim-model",
+        http_client=httpx.Client(transport=httpx.MockTransport(handler)),
+        **kwargs,
+    )
+
+
+def chat_reply(content) -> httpx.Response:
+    return httpx.Response(200, json={"choices": [{"message": {"content": content}}]})
+
+
+@pytest.fixture()
+def cache_path(seeded_cache_file, tmp_path):
+    """A writable copy of the seeded cache (the simulator caches what it invents)."""
+    path = tmp_path / "c.sqlite"
+    path.write_bytes(seeded_cache_file.read_bytes())
+    return path
+
+
+def test_simulator_answers_known_apis_with_validated_json_and_is_cached(seeded_cache_file, tmp_path):
+    replies = iter(["not json at all", '```json\n{"error": "", "response": {"id": "SIM"}}\n```'])
+    prompts = []
+
+    def llm(request):
+        body = json.loads(request.content)
+        prompts.append(body["messages"][1]["content"])
+        return httpx.Response(200, json={"choices": [{"message": {"content": next(replies)}}]})
+
+    sim = Simulator(
+        "http://llm.test/v1", "sim-model", http_client=httpx.Client(transport=httpx.MockTransport(llm))
+    )
+    cache_path = tmp_path / "c.sqlite"
+    cache_path.write_bytes(seeded_cache_file.read_bytes())
+    with TestClient(create_app(ServerConfig(cache=ResponseCache(cache_path), simulator=sim))) as c:
+        payload = {"tool_name": "transitaires", "api_name": "transitaire", "tool_input": '{"is_id": "NEW"}'}
+        assert c.post("/rapidapi", json=payload).json() == {"error": "", "response": '{"id": "SIM"}'}
+        assert c.post("/rapidapi", json=payload).json()["response"] == '{"id": "SIM"}'
+        assert c.get("/stats").json()["by_source"]["simulator"] == 1
+    assert len(prompts) == 2 and "Example response" in prompts[0] and '"is_id":"NEW"' in prompts[0]
+    assert parse_simulated('{"error": ""}') is None and parse_simulated("[]") is None
+
+
+@pytest.mark.parametrize(
+    "failure, attempts",
+    [
+        (lambda request: (_ for _ in ()).throw(httpx.ConnectError(f"refused {SECRET}")), 2),
+        (lambda request: httpx.Response(503, text=f"overloaded, key {SECRET}"), 2),
+        (lambda request: httpx.Response(401, text=f"bad key {SECRET}"), 1),
+    ],
+    ids=["connection-refused", "http-503", "http-401"],
+)
+def test_dead_or_refusing_simulator_falls_through_to_no_cached_response(
+    cache_path, caplog, failure, attempts
+):
+    caplog.set_level(logging.DEBUG)
+    seen = []
+
+    def llm(request):
+        seen.append(request.headers.get("authorization"))
+        return failure(request)
+
+    sim = mock_simulator(llm, api_key=SECRET, backoff=0.0)
+    with TestClient(create_app(ServerConfig(cache=ResponseCache(cache_path), simulator=sim))) as c:
+        r = c.post("/rapidapi", json=KNOWN_CALL)
+        assert r.status_code == 200 and r.json() == NO_CACHED
+        by_source = c.get("/stats").json()["by_source"]
+        assert by_source["simulator"] == 0 and by_source["none"] == 1
+    assert seen == [f"Bearer {SECRET}"] * attempts  # a few short retries, then give up
+    assert "simulator" in caplog.text and SECRET not in caplog.text and SECRET not in repr(sim)
+
+
+def test_default_retries_are_few_and_short(cache_path):
+    seen = []
+
+    def llm(request):
+        seen.append(1)
+        return httpx.Response(500)
+
+    sim = mock_simulator(llm)
+    assert (sim.client.max_retries, sim.client.backoff, sim.client.max_backoff) == (1, 0.5, 2.0)
+    with TestClient(create_app(ServerConfig(cache=ResponseCache(cache_path), simulator=sim))) as c:
+        assert c.post("/rapidapi", json=KNOWN_CALL).json() == NO_CACHED
+    assert len(seen) == 2
+
+
+def test_malformed_replies_are_asked_again_up_to_tries_then_nothing_is_cached(cache_path):
+    replies = iter(
+        [
+            chat_reply("not json"),
+            httpx.Response(200, text="<html>"),
+            httpx.Response(200, json={"no": "choices"}),
+            chat_reply('{"error": ""}'),
+            chat_reply(["not", "a", "string"]),
+        ]
+    )
+    sim = mock_simulator(lambda request: next(replies))
+    assert sim.simulate(KNOWN_CALL, None, [], tries=3) is None
+    with TestClient(create_app(ServerConfig(cache=ResponseCache(cache_path), simulator=sim))) as c:
+        r = c.post("/rapidapi", json=KNOWN_CALL)  # the default: two tries
+        assert r.status_code == 200 and r.json() == NO_CACHED
+    assert next(replies, None) is None
+    assert ResponseCache(cache_path).get("transitaires", "transitaire", '{"is_id": "NEW"}') is None
+
+
+def test_simulator_with_an_invalid_url_never_causes_a_500(cache_path):
+    sim = Simulator("http://[::1/v1", "sim-model", api_key=SECRET)
+    assert SECRET not in repr(sim)
+    with TestClient(create_app(ServerConfig(cache=ResponseCache(cache_path), simulator=sim))) as c:
+        r = c.post("/rapidapi", json=KNOWN_CALL)
+        assert r.status_code == 200 and r.json() == NO_CACHED
+
+
+def test_repr_hides_url_credentials_and_keys():
+    sim = Simulator("http://user:pw-secret@llm.test/v1/", "m", api_key=SECRET)
+    assert repr(sim) == "Simulator(url='http://llm.test/v1', model='m')"
+
+
+def test_tool_docs_are_loaded_by_standardised_name_and_shown_to_the_simulator(tmp_path):
+    root = tmp_path / "tools"
+    (root / "Data").mkdir(parents=True)
+    (root / "Data" / "weather_api.json").write_text(
+        json.dumps(
+            {
+                "tool_description": "Weather of a city",
+                "api_list": [{"name": "Get Forecast", "required_parameters": [{"name": "city"}]}],
+            }
+        )
+    )
+    (root / "Data" / "broken.json").write_text("{not json")
+    (root / "Data" / "notes.txt").write_text("ignored")
+    (root / "README.md").write_text("not a category")
+    docs = load_tool_docs(str(root))
+    assert list(docs) == [("weather_api", "get_forecast")]
+    assert docs["weather_api", "get_forecast"]["tool_description"] == "Weather of a city"
+
+    prompts = []
+
+    def llm(request):
+        prompts.append(json.loads(request.content)["messages"][1]["content"])
+        return chat_reply('{"error": "", "response": "sunny"}')
+
+    config = ServerConfig(
+        cache=ResponseCache(tmp_path / "empty.sqlite"), simulator=mock_simulator(llm), tool_docs=docs
+    )
+    with TestClient(create_app(config)) as c:
+        call = {"tool_name": "weather_api", "api_name": "get_forecast", "tool_input": {"city": "Oslo"}}
+        assert c.post("/rapidapi", json=call).json() == {"error": "", "response": "sunny"}
+        unknown = c.post("/rapidapi", json={"tool_name": "weather_api", "api_name": "other"})
+        assert unknown.status_code == 404
+    assert len(prompts) == 1 and "API documentation" in prompts[0] and "Weather of a city" in prompts[0]
