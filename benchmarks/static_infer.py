@@ -88,15 +88,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"test file not found: {args.test_file}", file=sys.stderr)
         return 2
 
+    from glpft.engines import encode_prompt
     from glpft.generation import DecodingConfig, GenerationStats, generate, generate_one_by_one
-    from glpft.infer import build_planner_samples, encode_prompt, read_test_records
+    from glpft.steps import build_steps, read_test_records
 
     with tempfile.TemporaryDirectory() as workdir:
         model, tokenizer = build_model(args, workdir)
     records = read_test_records(args.test_file, limit=args.steps)  # ≥ 1 step per trajectory
-    samples = build_planner_samples(records)[: args.steps]
-    prompts = [encode_prompt(tokenizer, s, s["model_input"], args.max_input_length, "left") for s in samples]
-    groups = [s["_group"] for s in samples]
+    samples = build_steps(records)[: args.steps]
+    prompts = [encode_prompt(tokenizer, s.prompt, args.max_input_length, "left") for s in samples]
+    groups = [s.group for s in samples]
     config = DecodingConfig(max_new_tokens=args.max_new_tokens)
     never = [-1]  # no stop token: every path generates exactly max_new_tokens
     pad = tokenizer.pad_token_id

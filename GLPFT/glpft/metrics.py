@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from glpft.formats import write_text_atomic
-from glpft.prompts import ParsedStep, parse_backbone_step, parse_step
+from glpft.parsing import ParsedStep, parse_backbone_step, parse_step
 
 MODES = ("multi_agent", "backbone")
 PLANS = ("call", "finish", "give up")

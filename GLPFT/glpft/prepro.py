@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import logging
 import os
 import sys
@@ -31,43 +30,21 @@ from glpft.formats import (
     RoleSample,
     Stage1Record,
     Stage2Record,
-    Tool,
     Turn,
     dumps_row,
     iter_json_list,
+    read_json,
     require,
 )
+from glpft.parsing import FINISH_NAME, observation_from_content, parse_finish
 
 logger = logging.getLogger(__name__)
 
-ROLES = ("backbone", "planner", "caller", "summarizer")
-GIVE_UP_RETURN = "give_up_and_restart"
 #: How an assistant message without a function call is handled (see stage2_from_stage1).
 TEXT_ONLY_POLICIES = ("drop", "merge")
 
 
 # --- stage 1 ---------------------------------------------------------------------------------
-
-
-def convert_tool(function: dict[str, Any], where: str) -> Tool:
-    """ToolBench function schema → α-UMi prompt tool entry (name[-64:], description[:256], inputs)."""
-    name = require(function, "name", str, where)
-    description = function.get("description") or ""
-    params = function.get("parameters") or {}
-    properties = (params.get("properties") or {}) if isinstance(params, dict) else {}
-    if not isinstance(properties, dict):
-        raise FormatError(
-            f"{where}: function '{name}' has non-object parameters.properties", "malformed function"
-        )
-    inputs: dict[str, str] = {}
-    for arg, spec in properties.items():
-        spec = spec if isinstance(spec, dict) else {}
-        arg_type = str(spec.get("type", "string"))
-        if "description" in spec:
-            inputs[arg] = arg_type + ", " + str(spec["description"])[-256:]
-        else:
-            inputs[arg] = arg_type
-    return {"Name": name[-64:], "function": str(description)[:256], "input": inputs}
 
 
 def stage1_from_answer(answer: Any, where: str) -> Stage1Record:
@@ -86,54 +63,14 @@ def stage1_from_answer(answer: Any, where: str) -> Stage1Record:
     query = require(gen, "query", str, where)
     functions = require(gen, "function", list, where)
     tools = [
-        convert_tool(f, f"{where}: function[{i}]")
+        P.tool_entry(f, f"{where}: function[{i}]")
         for i, f in enumerate(functions)
-        if not (isinstance(f, dict) and f.get("name") == "Finish")
+        if not (isinstance(f, dict) and f.get("name") == FINISH_NAME)
     ]
     return {"tools": tools, "instruction": query, "chains": messages[-1]}
 
 
 # --- stage 2 ---------------------------------------------------------------------------------
-
-
-def _as_text(value: Any) -> str:
-    """Strings pass through; anything else (a dict answer, a number) is JSON-encoded.
-
-    fixes: the original put non-string values into the conversation and crashed later when it
-    concatenated the history.
-    """
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def _finish_route(arguments: Any, content: str | None) -> tuple[bool, str]:
-    """(give_up, final_answer) of a Finish call, with the original's substring fallback."""
-    try:
-        parsed = arguments if isinstance(arguments, dict) else json.loads(arguments)
-        if parsed["return_type"] == GIVE_UP_RETURN:
-            return True, ""
-        return False, _as_text(parsed.get("final_answer", "none"))
-    except Exception:  # paper parity: any failure above falls back to searching the raw text
-        # fixes: dict-typed arguments crashed this fallback in the original.
-        text = arguments if isinstance(arguments, str) else json.dumps(arguments)
-        if GIVE_UP_RETURN in text:
-            return True, ""
-        key = '"final_answer": '
-        if key in text:
-            return False, text[text.index(key) + len(key) :].strip().strip("}").strip('"')
-        return False, content if content is not None else "none"
-
-
-def _observation(content: Any) -> str:
-    """The ``response`` field of a function message's JSON content (fallback: text after it, else "")."""
-    if isinstance(content, dict):
-        return _as_text(content.get("response", ""))
-    if not isinstance(content, str):
-        return ""
-    try:
-        return _as_text(json.loads(content)["response"])
-    except Exception:  # paper parity: raw-text fallback
-        key = '"response":'
-        return content[content.index(key) + len(key) :] if key in content else ""
 
 
 def stage2_from_stage1(
@@ -174,25 +111,22 @@ def stage2_from_stage1(
                 )
             span = pending + (content + "\n" if content is not None else "")
             pending = ""
-            if call["name"] == "Finish":
-                give_up, answer = _finish_route(call["arguments"], content)
-                if give_up:
+            if call["name"] == FINISH_NAME:
+                finish = parse_finish(call["arguments"], fallback="stage2", content=content)
+                if finish.gives_up:
                     conv.append({"from": "assistant", "value": span + " " + P.NEXT_GIVE_UP})
                 else:
                     conv.append({"from": "assistant", "value": span + " " + P.NEXT_CONCLUSION})
-                    conv.append({"from": "conclusion", "value": answer})
+                    conv.append({"from": "conclusion", "value": finish.final_answer})
             else:
                 conv.append({"from": "assistant", "value": span + " " + P.NEXT_CALLER})
                 conv.append(
-                    {
-                        "from": "caller",
-                        "value": P.caller_turn(call["name"], _as_text(call["arguments"])),
-                    }
+                    {"from": "caller", "value": P.caller_turn(call["name"], P.as_text(call["arguments"]))}
                 )
         elif role == "user":
-            conv.append({"from": "user", "value": _as_text(msg.get("content") or "")})
+            conv.append({"from": "user", "value": P.as_text(msg.get("content") or "")})
         elif role == "function":
-            conv.append({"from": "observation", "value": _observation(msg.get("content"))})
+            conv.append({"from": "observation", "value": observation_from_content(msg.get("content"))})
         else:
             stats["other_role_message"] += 1
     return {"tools": record["tools"], "instruction": instruction, "conversations": conv}
@@ -201,61 +135,43 @@ def stage2_from_stage1(
 # --- role samples ----------------------------------------------------------------------------
 
 
-def _next_from(conv: list[Turn], i: int) -> str | None:
-    return conv[i + 1]["from"] if i + 1 < len(conv) else None
-
-
 def role_samples(record: Stage2Record, stats: Counter | None = None) -> dict[str, list[RoleSample]]:
     """The four GLPFT role datasets' samples of one stage-2 record (DESIGN §3.4)."""
     stats = stats if stats is not None else Counter()
     tools, conv = record["tools"], record["conversations"]
-    out: dict[str, list[RoleSample]] = {r: [] for r in ROLES}
-    builders = {r: P.PromptBuilder(P.get_template(P.ROLE_TEMPLATE[r]), tools) for r in ROLES}
+    out: dict[str, list[RoleSample]] = {r: [] for r in P.MODEL_ROLES}
+    # paper parity: training data fills {thought} after {history}, and says "assistant: " for the planner
+    prompts = P.RolePrompts(tools, thought_first=False)
+    full = P.history_prefixes(conv, "full")  # planner, summarizer
+    caller = P.history_prefixes(conv, "caller")  # hallucinated caller turns left out
+    backbone = P.history_prefixes(conv, "backbone")  # merged thought + action turns
 
-    def add(role: str, i: int, text: str, target: str) -> None:
-        out[role].append(
-            {"tools": tools, "history": conv[:i], "input": text + P.ROLE_SUFFIX[role], "target": target}
-        )
+    def add(role: str, i: int, history: str, target: str, thought: str | None = None) -> None:
+        text = prompts.build(role, history, thought).text
+        out[role].append({"tools": tools, "history": conv[:i], "input": text, "target": target})
 
-    full = ""  # planner/summarizer history: every turn
-    caller_hist = ""  # caller history: hallucinated caller turns left out
-    backbone_hist = ""  # backbone history: merged thought+action per assistant turn
     for i, turn in enumerate(conv):
-        role, value = turn["from"], turn["value"]
-        nxt = _next_from(conv, i)
-        if role == "assistant":
+        speaker, value = turn["from"], turn["value"]
+        nxt = conv[i + 1]["from"] if i + 1 < len(conv) else None
+        if speaker == "assistant":
             give_up = P.NEXT_GIVE_UP in value
             hallucinated = nxt == "caller" and P.HALLUCINATED_CALL in conv[i + 1]["value"]
             routed = give_up or nxt in ("conclusion", "caller")
-            # planner
             if routed and not hallucinated:
-                add("planner", i, builders["planner"].build(full), value)
+                add("planner", i, full[i], value)
                 if nxt != "caller":
                     stats["give_up" if give_up else "finish"] += 1
             elif not routed:
                 stats["assistant_without_route"] += 1
-            # backbone
-            merged = P.backbone_target(conv, i)
             if routed:
                 # fixes: the original reused the previous step's (stale) prompt for give-up samples
                 # and crashed when give-up was the very first step; every prompt is built from this
                 # step's own history.
-                add("backbone", i, builders["backbone"].build(backbone_hist), merged)
-            backbone_hist += P.render_turn("assistant", merged)
-            caller_hist += P.render_turn(role, value)
-        elif role == "caller":
-            if P.HALLUCINATED_CALL not in value:
-                thought = conv[i - 1]["value"]
-                add("caller", i, builders["caller"].build(caller_hist, thought), value)
-                caller_hist += P.render_turn(role, value)
-        elif role == "conclusion":
-            if value != "none":
-                add("summarizer", i, builders["summarizer"].build(full), value)
-            caller_hist += P.render_turn(role, value)
-        else:  # user, observation
-            backbone_hist += P.render_turn(role, value)
-            caller_hist += P.render_turn(role, value)
-        full += P.render_turn(role, value)
+                add("backbone", i, backbone[i], P.backbone_target(conv, i))
+        elif speaker == "caller" and P.HALLUCINATED_CALL not in value:
+            add("caller", i, caller[i - 1], value, thought=conv[i - 1]["value"])
+        elif speaker == "conclusion" and value != "none":
+            add("summarizer", i, full[i - 1], value, thought=conv[i - 1]["value"])
     return out
 
 
@@ -290,11 +206,7 @@ def process_answer_file(task: tuple[str, frozenset[str] | None, str]) -> Outcome
     if test_ids is not None and os.path.basename(path).split("_")[0] in test_ids:
         return Outcome(excluded=True)
     try:
-        with open(path, encoding="utf-8") as f:
-            try:
-                answer = json.load(f)
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                raise FormatError(f"{path}: not JSON ({e})", "not JSON") from None
+        answer = read_json(path)
         return _finish(stage1_from_answer(answer, path), path, text_only, keep_stage1=True)
     except FormatError as e:
         return Outcome(skipped=(e.reason, str(e)))
@@ -331,14 +243,7 @@ def load_test_ids(ids_dir: str) -> frozenset[str]:
     ids: set[str] = set()
     for name in sorted(os.listdir(ids_dir)):
         if name.endswith(".json"):
-            path = os.path.join(ids_dir, name)
-            try:
-                with open(path, encoding="utf-8") as f:
-                    obj = json.load(f)
-            except (OSError, json.JSONDecodeError) as e:
-                raise FormatError(f"{path}: unreadable test id file ({e})") from None
-            if not isinstance(obj, (dict, list)):
-                raise FormatError(f"{path}: expected a JSON object whose keys are query ids")
+            obj = read_json(os.path.join(ids_dir, name), expect=(dict, list))
             ids.update(str(k) for k in obj)
     return frozenset(ids)
 
@@ -372,7 +277,7 @@ class Summary:
             ("text-only assistant messages", self.stats["text_only_assistant"]),
             ("assistant steps without a route", self.stats["assistant_without_route"]),
         ]
-        rows += [(f"train_{r} samples", self.samples[r]) for r in ROLES]
+        rows += [(f"train_{r} samples", self.samples[r]) for r in P.MODEL_ROLES]
         width = max(len(k) for k, _ in rows)
         return [f"{k:<{width}}  {v}" for k, v in rows]
 
@@ -394,7 +299,7 @@ def run(
         raise ValueError("give exactly one of data_dir or stage1_file")
     raw_dir = raw_dir or os.path.join(out_dir, "raw_data")
     targets = {"stage2": os.path.join(raw_dir, "raw_data_stage_2.json")}
-    targets |= {r: os.path.join(out_dir, f"train_{r}.json") for r in ROLES}
+    targets |= {r: os.path.join(out_dir, f"train_{r}.json") for r in P.MODEL_ROLES}
     if data_dir is not None:
         targets["stage1"] = os.path.join(raw_dir, "raw_data_stage_1.json")
         files = list_answer_files(data_dir)

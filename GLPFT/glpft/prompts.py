@@ -1,8 +1,19 @@
-"""The α-UMi protocol: role templates, tool docs, history text, role markers and output parsers.
+"""The α-UMi protocol, writing side: templates, tool entries, history text, role prompts, observations.
 
-This is the only place these strings are spelled. Preprocessing, training, static inference,
-metrics and the real-time agent all import from here, so a prompt can never drift between stages
-(the published checkpoints were trained on exactly these bytes; DESIGN.md §3.4).
+This is the only place these rules are spelled. Preprocessing (training inputs), static inference,
+the real-time agents, the tool cache and ToolEval all call these functions; the published checkpoints
+were trained on exactly these bytes (DESIGN.md §3.4, §3.6, §4.2). Where two paths differ on purpose,
+the difference is a parameter here, never a copy:
+
+- ``speaker``: the planner thought in caller/summarizer histories is ``planner: `` on the static path
+  and ``assistant: `` in training and in real time (paper parity);
+- ``thought_first``: inference substitutes ``{thought}`` before ``{history}``, training after;
+- ``prefix``: training inputs start with ``"system: "``; the original's inference omits it;
+- history styles: ``full`` (planner, summarizer), ``caller`` (hallucinated calls left out, training
+  only) and ``backbone`` (merged thought + action turns);
+- observation styles: ``alpha_umi`` (real time, JSON-encoded once), ``training`` (bare text).
+
+The reading side (output parsers, Finish arguments, function messages) is :mod:`glpft.parsing`.
 """
 
 from __future__ import annotations
@@ -11,6 +22,8 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from glpft.formats import FormatError, Tool, Turn, require
 
 # --- templates (verbatim from the paper's code, typos included: "assess", "Base on") -------------
 
@@ -40,13 +53,13 @@ TEMPLATES: dict[str, str] = {
     "toolbench_summarizer": "Make a conclusion based on the conversation history:\n{history}",
 }
 
-#: Default template of each role (the paper's `*_prompt_type` values).
-ROLE_TEMPLATE = {
-    "backbone": "toolbench_backbone",
-    "planner": "toolbench_planner",
-    "caller": "toolbench_caller",
-    "summarizer": "toolbench_summarizer",
-}
+#: The three collaborating roles of α-UMi, in the order one step runs them.
+AGENT_ROLES = ("planner", "caller", "summarizer")
+#: The four models GLPFT trains (stage 1 backbone, then the three roles) — also the four datasets.
+MODEL_ROLES = ("backbone", *AGENT_ROLES)
+
+#: Default template of each model role (the paper's ``*_prompt_type`` values).
+ROLE_TEMPLATE = {role: f"toolbench_{role}" for role in MODEL_ROLES}
 
 #: Text appended after the filled template: the speaker tag the model continues from.
 ROLE_SUFFIX = {
@@ -68,16 +81,19 @@ NEXT_GIVE_UP = "Next: give up."
 #: Order in which markers are searched when routing a planner output (paper parity).
 NEXT_MARKERS = (NEXT_GIVE_UP, NEXT_CONCLUSION, NEXT_CALLER)
 
-#: Conversation speakers of stage-2 data (DESIGN §3.3).
-ROLES = ("user", "assistant", "caller", "observation", "conclusion")
+#: Speakers of stage-2 conversations (DESIGN §3.3); turns of any other speaker are not rendered.
+SPEAKERS = ("user", "assistant", "caller", "observation", "conclusion")
+#: Speaker of the planner thought in caller/summarizer histories on the static path (paper parity).
+STATIC_PLANNER_SPEAKER = "planner"
 
 #: ToolBench marks a caller turn that named a function that does not exist with this string.
 HALLUCINATED_CALL = "invalid_hallucination_function_name"
 
-
-def caller_turn(action: str, action_input: str) -> str:
-    """The caller's text for one call (the inverse of :func:`parse_action`)."""
-    return "Action: " + action + "\nAction Input: " + action_input
+#: Single-LLM (backbone) spellings of the two non-call routes.
+BACKBONE_GIVE_UP = "\nconclusion: give up."
+BACKBONE_CONCLUSION = "\nconclusion: "
+#: Prefix of α-UMi prediction strings in predictions.json (sic: the original's typo, kept for parity).
+PRED_PREFIX = "asssitant: "
 
 
 def get_template(name: str) -> str:
@@ -88,7 +104,34 @@ def get_template(name: str) -> str:
         raise ValueError(f"unknown prompt type {name!r}; known: {', '.join(sorted(TEMPLATES))}") from None
 
 
-# --- serialisation ---------------------------------------------------------------------------
+def as_text(value: Any) -> str:
+    """A value as conversation text: strings pass through, anything else is JSON-encoded (ASCII)."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+# --- tools -------------------------------------------------------------------------------------
+
+
+def tool_entry(function: Mapping[str, Any], where: str) -> Tool:
+    """An OpenAI function schema → α-UMi prompt tool entry (name[-64:], description[:256], inputs;
+    DESIGN §3.2). ``where`` names the record in errors."""
+    name = require(function, "name", str, where)
+    description = function.get("description") or ""
+    params = function.get("parameters") or {}
+    properties = (params.get("properties") or {}) if isinstance(params, dict) else {}
+    if not isinstance(properties, dict):
+        raise FormatError(
+            f"{where}: function '{name}' has non-object parameters.properties", "malformed function"
+        )
+    inputs: dict[str, str] = {}
+    for arg, spec in properties.items():
+        spec = spec if isinstance(spec, dict) else {}
+        arg_type = str(spec.get("type", "string"))
+        if "description" in spec:
+            inputs[arg] = arg_type + ", " + str(spec["description"])[-256:]
+        else:
+            inputs[arg] = arg_type
+    return {"Name": name[-64:], "function": str(description)[:256], "input": inputs}
 
 
 def tool_doc(tools: Sequence[Mapping[str, Any]]) -> str:
@@ -101,163 +144,38 @@ def tool_names(tools: Sequence[Mapping[str, Any]]) -> str:
     return ", ".join(t["Name"] for t in tools)
 
 
-def render_turn(role: str, value: str) -> str:
-    """One history turn: ``role: value</s>``, except observations, which carry no ``</s>``."""
-    if role == "observation":
+# --- conversation turns and history text --------------------------------------------------------
+
+
+def caller_turn(action: str, action_input: str) -> str:
+    """The caller's text for one call (the inverse of :func:`glpft.parsing.parse_action`)."""
+    return "Action: " + action + "\nAction Input: " + action_input
+
+
+def render_turn(speaker: str, value: str) -> str:
+    """One history turn: ``speaker: value</s>``, except observations, which carry no ``</s>``."""
+    if speaker == "observation":
         return "observation: " + value
-    return role + ": " + value + EOS_TEXT
+    return speaker + ": " + value + EOS_TEXT
 
 
 def history_text(turns: Iterable[Mapping[str, str]]) -> str:
-    """History string of a list of ``{"from", "value"}`` turns (unknown roles are skipped, as the paper)."""
-    return "".join(render_turn(t["from"], t["value"]) for t in turns if t["from"] in ROLES)
+    """History string of ``{"from", "value"}`` turns (turns of unknown speakers are skipped)."""
+    return "".join(render_turn(t["from"], t["value"]) for t in turns if t["from"] in SPEAKERS)
 
 
-class PromptBuilder:
-    """Fills one template for one tool set; the tool part is substituted once and reused per step.
+def strip_marker(value: str, marker: str) -> str:
+    """A planner thought without the given ``Next: …`` marker, stripped (the backbone's thought).
 
-    Substitution order is the paper's ({doc}, {tool_names}, then {history}, then {thought}) so that
-    a tool description containing a placeholder is treated exactly as the original did.
+    paper parity: only the marker of the step's own route is removed.
     """
-
-    def __init__(self, template: str, tools: Sequence[Mapping[str, Any]]):
-        self.base = template.replace("{doc}", tool_doc(tools)).replace("{tool_names}", tool_names(tools))
-
-    def build(self, history: str, thought: str | None = None) -> str:
-        text = self.base.replace("{history}", history)
-        if thought is not None:
-            text = text.replace("{thought}", thought)
-        return text
-
-
-def build_prompt(
-    role: str,
-    tools: Sequence[Mapping[str, Any]],
-    history: str,
-    thought: str | None = None,
-    template: str | None = None,
-) -> str:
-    """Model input for one role: filled template + the role's speaker tag (no training prefix)."""
-    tpl = get_template(template or ROLE_TEMPLATE[role])
-    return PromptBuilder(tpl, tools).build(history, thought) + ROLE_SUFFIX[role]
-
-
-# --- output parsers --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PlannerDecision:
-    """A planner output cut after its first marker; ``next`` is "caller", "conclusion" or "give up"."""
-
-    thought: str
-    next: str
-    had_marker: bool
-
-
-def parse_planner_output(text: str) -> PlannerDecision:
-    """Cut a planner generation after its marker (give up, then conclusion, then caller).
-
-    paper parity: an output without any marker is routed to the caller with ``Next: caller.`` appended
-    directly (no separator), exactly as the original static pipeline does.
-    """
-    for marker, role in ((NEXT_GIVE_UP, "give up"), (NEXT_CONCLUSION, "conclusion"), (NEXT_CALLER, "caller")):
-        idx = text.find(marker)
-        if idx != -1:
-            return PlannerDecision(text[: idx + len(marker)], role, True)
-    return PlannerDecision(text + NEXT_CALLER, "caller", False)
-
-
-def clean_generation(text: str) -> str:
-    """Post-process a decoded generation as the original: drop a leading ': ', empty/punctuation → 'none'."""
-    if text.startswith(": "):
-        text = text[2:]
-    if text.strip() in ("", ".", ","):
-        return "none"
-    return text
-
-
-def parse_action(text: str) -> tuple[str, str]:
-    """(action, action_input) of a caller text: the last ``Action:`` up to ``Action Input:``, and the
-    text after the last ``Action Input:``; missing pieces give ``"none"`` and ``"{}"`` (paper parity)."""
-    if "Action Input:" in text:
-        action_input = text[text.rindex("Action Input:") + len("Action Input:") :].strip()
-    else:
-        action_input = "{}"
-    if "Action:" in text:
-        action = text[text.rindex("Action:") + len("Action:") :].strip()
-        if "Action Input:" in action:
-            action = action[: action.index("Action Input:")].strip()
-    else:
-        action = "none"
-    return action, action_input
-
-
-@dataclass(frozen=True)
-class ParsedStep:
-    """One scored step: plan is "give up", "finish" or "call"."""
-
-    plan: str
-    action: str | None = None
-    action_input: str | None = None
-    answer: str | None = None
-
-
-def parse_step(text: str) -> ParsedStep:
-    """Parse an α-UMi reference or prediction string (DESIGN §3.7, multi-agent rules)."""
-    if "Next: give up" in text:
-        return ParsedStep("give up")
-    if "Next: conclusion" in text:
-        if "conclusion:" in text and "conclusion: " in text:
-            answer = text[text.rindex("conclusion: ") + len("conclusion: ") :]
-        else:
-            answer = text
-        return ParsedStep("finish", answer=answer.replace(EOS_TEXT, ""))
-    # paper parity: the call text is what follows the first </s> ("assistant: …</s>caller: …");
-    # a string without </s> (not produced by our pipeline) is parsed whole instead of crashing.
-    parts = text.split(EOS_TEXT)
-    call_text = parts[1] if len(parts) > 1 else text
-    action, action_input = parse_action(call_text)
-    return ParsedStep("call", action, action_input)
-
-
-def parse_backbone_step(text: str) -> ParsedStep:
-    """Parse a single-LLM (backbone) output: ``conclusion: give up`` / ``conclusion: …`` / a call."""
-    if "conclusion: give up" in text:
-        return ParsedStep("give up")
-    if "conclusion: " in text:
-        return ParsedStep("finish", answer=text[text.rindex("conclusion: ") + len("conclusion: ") :])
-    action, action_input = parse_action(text)
-    return ParsedStep("call", action, action_input)
-
-
-def split_backbone_output(text: str) -> tuple[str, str | None, str | None]:
-    """Split a backbone generation into (thought, kind, payload) for the real-time agent.
-
-    kind is "give up", "conclusion" (payload = answer) or "caller" (payload = the ``Action: …`` text),
-    or None when the text holds neither an action nor a conclusion.
-    """
-    if "conclusion: give up" in text:
-        return text[: text.index("conclusion: give up")].strip(), "give up", None
-    if "conclusion: " in text:
-        idx = text.index("conclusion: ")
-        return text[:idx].strip(), "conclusion", text[idx + len("conclusion: ") :].strip()
-    if "Action:" in text:
-        idx = text.index("Action:")
-        return text[:idx].strip(), "caller", text[idx:].strip()
-    return text.strip(), None, None
-
-
-#: Single-LLM (backbone) spellings of the two non-call routes.
-BACKBONE_GIVE_UP = "\nconclusion: give up."
-BACKBONE_CONCLUSION = "\nconclusion: "
-#: Prefix of α-UMi prediction strings in predictions.json (sic: the original's typo, kept for parity).
-PRED_PREFIX = "asssitant: "
+    return value.replace(marker, "").strip()
 
 
 def backbone_target(conv: Sequence[Mapping[str, str]], j: int) -> str:
-    """The single-LLM target of assistant turn ``j`` of a stage-2 conversation (DESIGN §3.4):
-    thought without its marker + ``"\n" + caller value``, ``"\nconclusion: " + answer`` or
-    ``"\nconclusion: give up."``; an assistant turn with no route keeps its value."""
+    """The single-LLM text of assistant turn ``j`` of a stage-2 conversation (DESIGN §3.4):
+    thought without its marker + ``"\\n" + caller value``, ``"\\nconclusion: " + answer`` or
+    ``"\\nconclusion: give up."``; an assistant turn with no route keeps its value."""
     value = conv[j]["value"]
     nxt = conv[j + 1] if j + 1 < len(conv) else None
     if NEXT_GIVE_UP in value:
@@ -269,9 +187,216 @@ def backbone_target(conv: Sequence[Mapping[str, str]], j: int) -> str:
     return value
 
 
-def strip_marker(value: str, marker: str) -> str:
-    """A planner thought without the given ``Next: …`` marker, stripped (the backbone's thought).
+HISTORY_STYLES = ("full", "caller", "backbone")
 
-    paper parity: only the marker of the step's own route is removed.
+
+def history_prefixes(conv: Sequence[Mapping[str, str]], style: str = "full") -> list[str]:
+    """``out[i]`` = the history text of ``conv[:i]`` (``len(conv) + 1`` entries), in one pass.
+
+    - ``full``: every turn (planner and summarizer prompts; static inference; real time);
+    - ``caller``: caller turns naming a hallucinated function are left out (training data only);
+    - ``backbone``: each assistant turn becomes its :func:`backbone_target`; caller and conclusion
+      turns are not repeated (stage 1 training and the single-LLM baseline).
     """
-    return value.replace(marker, "").strip()
+    if style not in HISTORY_STYLES:
+        raise ValueError(f"history style must be one of {HISTORY_STYLES}, not {style!r}")
+    out, text = [""], ""
+    for j, turn in enumerate(conv):
+        speaker, value = turn["from"], turn["value"]
+        if style == "backbone":
+            if speaker == "assistant":
+                text += render_turn("assistant", backbone_target(conv, j))
+            elif speaker in ("user", "observation"):
+                text += render_turn(speaker, value)
+        elif speaker in SPEAKERS and not (
+            style == "caller" and speaker == "caller" and HALLUCINATED_CALL in value
+        ):
+            text += render_turn(speaker, value)
+        out.append(text)
+    return out
+
+
+def backbone_conversation(conv: Sequence[Mapping[str, str]]) -> list[Turn]:
+    """The single-LLM view of a stage-2 conversation: merged assistant turns, no caller/conclusion."""
+    out: list[Turn] = []
+    for j, turn in enumerate(conv):
+        if turn["from"] == "assistant":
+            out.append({"from": "assistant", "value": backbone_target(conv, j)})
+        elif turn["from"] in ("user", "observation"):
+            out.append({"from": turn["from"], "value": turn["value"]})
+    return out
+
+
+def step_text(thought: str, speaker: str, output: str) -> str:
+    """``thought</s>speaker: output``: a planner thought joined with the caller's or summarizer's
+    output, as the original writes one α-UMi step (real-time message value, static predictions)."""
+    return thought + EOS_TEXT + speaker + ": " + output
+
+
+# --- prompts ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A model input as ``head + history + tail`` (the history part can be shortened on its own)."""
+
+    head: str
+    history: str
+    tail: str
+
+    @property
+    def text(self) -> str:
+        return self.head + self.history + self.tail
+
+
+class PromptBuilder:
+    """Fills one template for one tool set; the tool part is substituted once and reused per step.
+
+    Substitution order is the paper's: ``{doc}``, ``{tool_names}``, then ``{history}`` and
+    ``{thought}`` — thought first at inference (``thought_first=True``), last in training data.
+    """
+
+    def __init__(self, template: str, tools: Sequence[Mapping[str, Any]]):
+        self.base = template.replace("{doc}", tool_doc(tools)).replace("{tool_names}", tool_names(tools))
+
+    def build(self, history: str, thought: str | None = None, thought_first: bool = False) -> str:
+        if thought is not None and thought_first:
+            return self.base.replace("{thought}", thought).replace("{history}", history)
+        text = self.base.replace("{history}", history)
+        return text.replace("{thought}", thought) if thought is not None else text
+
+    def pieces(self, history: str, thought: str | None = None, thought_first: bool = True) -> Prompt:
+        """:meth:`build` as (head, history, tail); the history is a piece of its own only when the
+        filled template holds ``{history}`` exactly once and no ``{thought}`` is filled after it."""
+        base = self.base.replace("{thought}", thought) if thought is not None and thought_first else self.base
+        head, sep, tail = base.partition("{history}")
+        if sep and "{history}" not in tail and (thought is None or thought_first):
+            return Prompt(head, history, tail)
+        return Prompt(self.build(history, thought, thought_first), "", "")
+
+
+class RolePrompts:
+    """The model inputs of every role for one tool set (each template filled with the tools once).
+
+    ``history`` is the conversation text before the step. For the caller and the summarizer,
+    ``thought`` is the planner's (cut) output: it is added to the history as a ``speaker`` turn and
+    fills ``{thought}``. Inference fills ``{thought}`` first (``thought_first=True``); training data
+    fills the caller's after the history and never the summarizer's (paper parity, both). ``prefix``
+    goes before the text (:data:`TRAIN_PREFIX` or ``""``); the role's speaker tag ends it.
+    ``templates`` maps roles to prompt-type names (default: each role's paper template).
+    """
+
+    def __init__(
+        self,
+        tools: Sequence[Mapping[str, Any]],
+        templates: Mapping[str, str] | None = None,
+        *,
+        speaker: str = "assistant",
+        thought_first: bool = True,
+        prefix: str = "",
+    ):
+        self.tools = tools
+        self.templates = {**ROLE_TEMPLATE, **(templates or {})}
+        self.speaker, self.thought_first, self.prefix = speaker, thought_first, prefix
+        self._builders: dict[str, PromptBuilder] = {}
+
+    def builder(self, role: str) -> PromptBuilder:
+        if role not in self._builders:
+            self._builders[role] = PromptBuilder(get_template(self.templates[role]), self.tools)
+        return self._builders[role]
+
+    def build(self, role: str, history: str, thought: str | None = None) -> Prompt:
+        if role in ("caller", "summarizer"):
+            if thought is None:
+                raise ValueError(f"the {role} prompt needs the planner's thought")
+            history = history + render_turn(self.speaker, thought)
+            if role == "summarizer" and not self.thought_first:
+                thought = None
+        else:
+            thought = None
+        p = self.builder(role).pieces(history, thought, self.thought_first)
+        return Prompt(self.prefix + p.head, p.history, p.tail + ROLE_SUFFIX[role])
+
+
+def role_prompt(
+    role: str,
+    tools: Sequence[Mapping[str, Any]],
+    history: str,
+    thought: str | None = None,
+    *,
+    template: str | None = None,
+    **options: Any,
+) -> Prompt:
+    """The model input of ``role`` for one step (see :class:`RolePrompts` for ``speaker``,
+    ``thought_first`` and ``prefix``); ``template`` is a prompt-type name."""
+    templates = {role: template} if template else None
+    return RolePrompts(tools, templates, **options).build(role, history, thought)
+
+
+def planner_prompt(tools: Sequence[Mapping[str, Any]], history: str, prefix: str = "", **kw: Any) -> str:
+    """The planner's input: tool docs + history, continued from ``" assistant: "``."""
+    return role_prompt("planner", tools, history, prefix=prefix, **kw).text
+
+
+def caller_prompt(
+    tools: Sequence[Mapping[str, Any]], history: str, thought: str, prefix: str = "", **kw: Any
+) -> str:
+    """The caller's input: history + the planner's thought, continued from ``" caller: "``."""
+    return role_prompt("caller", tools, history, thought, prefix=prefix, **kw).text
+
+
+def summarizer_prompt(
+    tools: Sequence[Mapping[str, Any]], history: str, thought: str, prefix: str = "", **kw: Any
+) -> str:
+    """The summarizer's input: history + the planner's thought, continued from ``" conclusion: "``."""
+    return role_prompt("summarizer", tools, history, thought, prefix=prefix, **kw).text
+
+
+def backbone_prompt(tools: Sequence[Mapping[str, Any]], history: str, prefix: str = "", **kw: Any) -> str:
+    """The single LLM's input: tool docs + backbone-style history, continued from ``" assistant: "``."""
+    return role_prompt("backbone", tools, history, prefix=prefix, **kw).text
+
+
+# --- observations and the context budget --------------------------------------------------------------
+
+OBSERVATION_STYLES = ("alpha_umi", "training", "toolbench")
+
+
+def observation_text(response: Any, error: Any = "", style: str = "alpha_umi") -> str:
+    """The observation turn's text for a tool reply ``{"error", "response"}`` (DESIGN §4.2).
+
+    - ``alpha_umi`` (real time, paper parity): ``json.dumps`` of the response *as received* — a string
+      becomes a JSON string, an object or list is dumped once; an empty response becomes
+      ``json.dumps({"message": error})``. Never encoded twice.
+    - ``training``: the bare response text, as preprocessing writes observation turns (§3.3).
+    - ``toolbench``: ``{"error", "response"}`` as in ToolBench's trajectories.
+    """
+    if style == "toolbench":
+        return json.dumps({"error": error, "response": response})
+    if style == "training":
+        return as_text(response) if response != "" else json.dumps({"message": error})
+    if style == "alpha_umi":
+        return json.dumps(response) if response != "" else json.dumps({"message": error})
+    raise ValueError(f"observation style must be one of {OBSERVATION_STYLES}, not {style!r}")
+
+
+#: Real-time context: the original's generate_stream keeps ``context - max_new_tokens - 8`` prompt ids.
+REALTIME_CONTEXT = 4096
+CONTEXT_MARGIN = 8
+
+
+def prompt_budget(context_length: int = REALTIME_CONTEXT, max_new_tokens: int = 512) -> int:
+    """How many prompt ids fit in real time: ``context_length - max_new_tokens - 8`` (at least 1)."""
+    return max(1, context_length - max_new_tokens - CONTEXT_MARGIN)
+
+
+def truncate_ids(ids: list[int], budget: int, bos_id: int | None = None, keep_bos: bool = False) -> list[int]:
+    """The last ``budget`` ids of an over-long prompt (paper parity: BOS may be cut like any id).
+
+    ``keep_bos=True`` keeps a leading ``bos_id`` and fills the rest of the budget from the end.
+    """
+    if len(ids) <= budget:
+        return ids
+    if keep_bos and bos_id is not None and ids and ids[0] == bos_id and budget > 1:
+        return [bos_id] + ids[len(ids) - (budget - 1) :]
+    return ids[len(ids) - budget :]

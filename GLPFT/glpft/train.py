@@ -49,6 +49,7 @@ from glpft.data import (
     expand_data_paths,
     load_role_data,
 )
+from glpft.dist import is_rank0, world
 from glpft.lora import DTYPES, LoraArguments, is_adapter_dir, quantization_config, wrap_lora
 
 log = logging.getLogger("glpft.train")
@@ -137,10 +138,6 @@ def rewrite_aliases(argv: list[str]) -> tuple[list[str], list[str]]:
     return out, list(dict.fromkeys(notes))
 
 
-def is_rank0() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
-
-
 def configure_cpu_distributed(train_kwargs: dict) -> None:
     """Make torchrun work on a GPU-less box (tests, CI): gloo DDP, or DeepSpeed over gloo.
 
@@ -149,7 +146,7 @@ def configure_cpu_distributed(train_kwargs: dict) -> None:
     """
     import torch
 
-    if torch.cuda.is_available() or int(os.environ.get("WORLD_SIZE", "1")) < 2:
+    if torch.cuda.is_available() or world().size < 2:
         return
     if not train_kwargs.get("deepspeed"):
         train_kwargs["use_cpu"] = True

@@ -1,58 +1,63 @@
-"""Real-time agents: each turns a query, its tools and the trajectory so far into the next action.
+"""Real-time agents: each turns a query, its tools and the steps so far into the next action.
 
 - :class:`AlphaUmiAgent` — the paper's collaborative agent (``collab_agent_v3``): the planner writes a
   thought ending in a ``Next: …`` marker, then the caller writes the API call or the summarizer writes
-  the final answer. Histories use ``assistant: `` turns, as the roles were trained (DESIGN §3.4, §3.6).
+  the final answer. Prompts are exactly the original agent's (``glpft.prompts``; DESIGN §3.6, §4.2).
 - :class:`BackboneAgent` — the single-LLM baseline: thought + action, or ``conclusion: …``.
 - :class:`OpenAIAgent` — a function-calling chat model at any OpenAI-compatible base URL (baseline).
 
-Agents only *decide*; the search (``search.py``) executes the action in the environment. A model
-output never makes an agent raise: garbage becomes a call to a function named ``none`` (which the
-environment answers with status 1, "no such function") or an empty answer.
+Agents only *decide*; the search (``search.py``) executes the action in the environment. Each action
+carries the conversation turns it adds (typed; the next prompt is built from them, never re-parsed)
+and a record of every prompt it sent. A model output never makes an agent raise: garbage becomes a
+call to a function named ``none`` (the environment answers status 1, "no such function").
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from glpft.prompts import (
-    EOS_TEXT,
-    NEXT_CALLER,
-    NEXT_MARKERS,
-    ROLE_TEMPLATE,
-    TRAIN_PREFIX,
-    build_prompt,
+from glpft.chat import ChatClient, EndpointUnavailable, message_of
+from glpft.formats import Turn
+from glpft.parsing import (
+    FINISH_NAME,
     clean_generation,
-    history_text,
+    cut_eos,
+    finish_arguments,
     parse_action,
     parse_planner_output,
-    render_turn,
+    parse_step,
     split_backbone_output,
-    tool_doc,
 )
+from glpft.prompts import NEXT_MARKERS, RolePrompts, history_text, step_text, tool_doc
 
 log = logging.getLogger(__name__)
 
-FINISH = "Finish"
-GIVE_ANSWER = "give_answer"
-GIVE_UP = "give_up_and_restart"
 #: Planner retries on an empty generation (paper parity: the original tried up to 5 times).
 PLANNER_RETRIES = 5
 
 
-class Generator(Protocol):
-    """Text in, text out: one completion per prompt (the role model's continuation, stop text removed).
+@dataclass
+class Completion:
+    """One generation: its text (stop string removed) and token counts when the generator knows them.
 
-    A generator may also define ``count_tokens(text) -> int``; agents then report token usage.
+    ``prompt_tokens`` is what the model was fed (after left truncation), ``dropped_tokens`` what the
+    context budget cut off the front of the prompt.
     """
 
-    def generate(self, prompts: list[str]) -> list[str]: ...
+    text: str
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    dropped_tokens: int = 0
+
+
+class Generator(Protocol):
+    """Text in, text out: one completion (a ``str`` or a :class:`Completion`) per prompt."""
+
+    def generate(self, prompts: list[str]) -> list[str | Completion]: ...
 
 
 class AgentError(RuntimeError):
@@ -68,20 +73,33 @@ class Task:
     prompt_tools: list[dict[str, Any]]
 
 
+@dataclass(frozen=True)
+class PromptRecord:
+    """One model input an agent sent: the role, the exact text, and the tokens fed / cut off."""
+
+    role: str
+    text: str
+    tokens: int | None = None
+    dropped_tokens: int = 0
+
+
 @dataclass
 class Action:
     """One agent step: ``thought`` (None when the model wrote none), the function name and its JSON
-    arguments as text, and the raw role generations (``{"planner": …, "caller": …}``)."""
+    arguments as text, the raw role generations (``{"planner": …, "caller": …}``), tokens used, the
+    conversation ``turns`` this step adds before its observation, and the prompts it sent."""
 
     thought: str | None
     name: str
     arguments: str
     outputs: dict[str, str] = field(default_factory=dict)
     tokens: int = 0
+    turns: list[Turn] = field(default_factory=list)
+    prompts: list[PromptRecord] = field(default_factory=list)
 
 
 @dataclass
-class Turn:
+class Step:
     """A finished step of the trajectory: the action and what the environment answered."""
 
     action: Action
@@ -89,26 +107,36 @@ class Turn:
     status: int
 
 
-def finish_arguments(answer: str | None) -> str:
-    """Finish's arguments: give the answer, or give up and restart when ``answer`` is None."""
-    if answer is None:
-        return json.dumps({"return_type": GIVE_UP})
-    return json.dumps({"return_type": GIVE_ANSWER, "final_answer": answer})
+def conversation(task: Task, steps: Sequence[Step]) -> list[Turn]:
+    """The α-UMi conversation so far: the user query, then each step's turns and its observation."""
+    turns: list[Turn] = [{"from": "user", "value": task.query}]
+    for step in steps:
+        turns += step.action.turns
+        turns.append({"from": "observation", "value": step.observation})
+    return turns
 
 
-def _cut_eos(text: str) -> str:
-    idx = text.find(EOS_TEXT)
-    return text[:idx] if idx != -1 else text
-
-
-def _tokens(gen: Any, *texts: str) -> int:
-    count = getattr(gen, "count_tokens", None)
-    return sum(count(t) for t in texts) if count is not None else 0
-
-
-def _one(gen: Generator, prompt: str) -> str:
+def _complete(gen: Generator, prompt: str) -> Completion:
+    """The generator's single completion for ``prompt``, whatever it returned (never raises on shape)."""
     out = gen.generate([prompt])
-    return out[0] if out and isinstance(out[0], str) else ""
+    first = out[0] if out else ""
+    if isinstance(first, Completion):
+        return first
+    return Completion(first if isinstance(first, str) else "")
+
+
+class _Recorder:
+    """Collects what one ``act`` sent and spent."""
+
+    def __init__(self) -> None:
+        self.prompts: list[PromptRecord] = []
+        self.tokens = 0
+
+    def ask(self, gen: Generator, role: str, prompt: str) -> str:
+        c = _complete(gen, prompt)
+        self.prompts.append(PromptRecord(role, prompt, c.prompt_tokens, c.dropped_tokens))
+        self.tokens += (c.prompt_tokens or 0) + (c.completion_tokens or 0)
+        return cut_eos(c.text).strip()
 
 
 # --- α-UMi ------------------------------------------------------------------------------------
@@ -134,67 +162,63 @@ class AlphaUmiAgent:
     ):
         self.planner, self.caller, self.summarizer = planner, caller, summarizer
         self.prefix = prefix
-        self.templates = {**ROLE_TEMPLATE, **(templates or {})}
+        self.templates = dict(templates or {})
 
     def system_prompt(self, task: Task) -> str:
         """The system message of the answer file's train_messages: the tool docs the roles see."""
         return tool_doc(task.prompt_tools)
 
-    def history(self, task: Task, turns: Sequence[Turn]) -> str:
+    def prompts(self, task: Task) -> RolePrompts:
+        # paper parity: real time says "assistant: " for the thought and fills {thought} first
+        return RolePrompts(task.prompt_tools, self.templates, prefix=self.prefix)
+
+    def history(self, task: Task, steps: Sequence[Step]) -> str:
         """``user: q</s>`` then per step ``assistant: thought</s>caller: call</s>observation: obs``."""
-        conv = [{"from": "user", "value": task.query}]
-        for t in turns:
-            conv.append({"from": "assistant", "value": t.action.outputs.get("planner", "")})
-            conv.append({"from": "caller", "value": t.action.outputs.get("caller", "")})
-            conv.append({"from": "observation", "value": t.observation})
-        return history_text(conv)
+        return history_text(conversation(task, steps))
 
-    def _prompt(self, role: str, task: Task, history: str, thought: str | None = None) -> str:
-        return self.prefix + build_prompt(role, task.prompt_tools, history, thought, self.templates[role])
-
-    def act(self, task: Task, turns: Sequence[Turn], diversity: str | None = None) -> Action:
+    def act(self, task: Task, steps: Sequence[Step], diversity: str | None = None) -> Action:
         """The next action. ``diversity`` (DFSDT's note about earlier siblings) is ignored on purpose.
 
         fixes: the original appended DFS diversity prompts to the planner's history as user turns the
         planner never saw in training; α-UMi's siblings differ by sampling instead.
         """
-        history = self.history(task, turns)
-        prompt = self._prompt("planner", task, history)
-        tokens = 0
+        history = self.history(task, steps)
+        prompts = self.prompts(task)
+        rec = _Recorder()
+        planner_prompt = prompts.build("planner", history).text
         text = "none"
         for _ in range(PLANNER_RETRIES):
-            raw = _one(self.planner, prompt)
-            tokens += _tokens(self.planner, prompt, raw)
-            text = clean_generation(_cut_eos(raw).strip())
+            text = clean_generation(rec.ask(self.planner, "planner", planner_prompt))
             if text != "none":
                 break
-        decision = parse_planner_output(text)
+        # paper parity: the real-time agent appends " Next: caller." with a space
+        decision = parse_planner_output(text, no_marker_separator=" ")
         thought = decision.thought
-        if not decision.had_marker:
-            # paper parity: the real-time agent appends " Next: caller." with a space
-            thought = text + " " + NEXT_CALLER
         content = thought
         for marker in NEXT_MARKERS:
             content = content.replace(marker, "")
         content = content.strip()
         outputs = {"planner": thought}
+        turns: list[Turn] = [{"from": "assistant", "value": thought}]
         if decision.next == "give up":
-            return Action(content, FINISH, finish_arguments(None), outputs, tokens)
-        dispatch = history + render_turn("assistant", thought)
-        if decision.next == "conclusion":
-            prompt = self._prompt("summarizer", task, dispatch, thought)
-            raw = _one(self.summarizer, prompt)
-            tokens += _tokens(self.summarizer, prompt, raw)
-            answer = _cut_eos(raw).strip()
-            outputs["conclusion"] = answer
-            return Action(content, FINISH, finish_arguments(answer), outputs, tokens)
-        prompt = self._prompt("caller", task, dispatch, thought)
-        raw = _one(self.caller, prompt)
-        tokens += _tokens(self.caller, prompt, raw)
-        call = _cut_eos(raw).strip()
-        outputs["caller"] = call
-        name, arguments = parse_action(call)
-        return Action(content, name, arguments, outputs, tokens)
+            return Action(
+                content, FINISH_NAME, finish_arguments(None), outputs, rec.tokens, turns, rec.prompts
+            )
+        role, speaker = (
+            ("summarizer", "conclusion") if decision.next == "conclusion" else ("caller", "caller")
+        )
+        model = self.summarizer if role == "summarizer" else self.caller
+        output = rec.ask(model, role, prompts.build(role, history, thought).text)
+        outputs[speaker] = output
+        turns.append({"from": speaker, "value": output})
+        # one reader for the joined step, as the original's collab_agent_parser (paper parity: a caller
+        # output that says "Next: give up" / "Next: conclusion" ends the chain there too)
+        step = parse_step(step_text(thought, speaker, output))
+        if step.plan == "call":
+            name, arguments = step.action or "none", step.action_input or "{}"
+        else:
+            name, arguments = FINISH_NAME, finish_arguments(step.answer if step.plan == "finish" else None)
+        return Action(content, name, arguments, outputs, rec.tokens, turns, rec.prompts)
 
 
 # --- single LLM ----------------------------------------------------------------------------------
@@ -208,34 +232,35 @@ class BackboneAgent:
     def __init__(self, model: Generator, prefix: str = "", template: str | None = None):
         self.model = model
         self.prefix = prefix
-        self.template = template or ROLE_TEMPLATE["backbone"]
+        self.template = template
 
     def system_prompt(self, task: Task) -> str:
         return tool_doc(task.prompt_tools)
 
-    def history(self, task: Task, turns: Sequence[Turn]) -> str:
-        conv = [{"from": "user", "value": task.query}]
-        for t in turns:
-            conv.append({"from": "assistant", "value": t.action.outputs.get("backbone", "")})
-            conv.append({"from": "observation", "value": t.observation})
-        return history_text(conv)
+    def history(self, task: Task, steps: Sequence[Step]) -> str:
+        """``user: q</s>`` then per step ``assistant: thought\\nAction: …</s>observation: obs``."""
+        return history_text(conversation(task, steps))
 
-    def act(self, task: Task, turns: Sequence[Turn], diversity: str | None = None) -> Action:
+    def act(self, task: Task, steps: Sequence[Step], diversity: str | None = None) -> Action:
         """The next action; ``diversity`` is ignored (the model was not trained on such prompts)."""
-        prompt = self.prefix + build_prompt(
-            "backbone", task.prompt_tools, self.history(task, turns), None, self.template
+        templates = {"backbone": self.template} if self.template else None
+        prompt = RolePrompts(task.prompt_tools, templates, prefix=self.prefix).build(
+            "backbone", self.history(task, steps)
         )
-        raw = _one(self.model, prompt)
-        text = clean_generation(_cut_eos(raw).strip())
-        tokens = _tokens(self.model, prompt, raw)
+        rec = _Recorder()
+        text = clean_generation(rec.ask(self.model, "backbone", prompt.text))
         thought, kind, payload = split_backbone_output(text)
         outputs = {"backbone": text}
+        turns: list[Turn] = [{"from": "assistant", "value": text}]
         if kind == "give up":
-            return Action(thought, FINISH, finish_arguments(None), outputs, tokens)
+            return Action(
+                thought, FINISH_NAME, finish_arguments(None), outputs, rec.tokens, turns, rec.prompts
+            )
         if kind == "conclusion":
-            return Action(thought, FINISH, finish_arguments(payload or ""), outputs, tokens)
+            arguments = finish_arguments(payload or "")
+            return Action(thought, FINISH_NAME, arguments, outputs, rec.tokens, turns, rec.prompts)
         name, arguments = parse_action(payload or "")
-        return Action(thought, name, arguments, outputs, tokens)
+        return Action(thought, name, arguments, outputs, rec.tokens, turns, rec.prompts)
 
 
 # --- OpenAI-compatible function calling --------------------------------------------------------
@@ -261,6 +286,10 @@ def _schema_for_openai(schema: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 class OpenAIAgent:
     """Chat completions with ``tools`` at ``base_url`` (OpenAI, vLLM, …); the key is sent, never logged."""
 
@@ -276,164 +305,74 @@ class OpenAIAgent:
         retries: int = 3,
         http_client: Any = None,
     ):
-        import httpx
-
-        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.client = ChatClient(
+            base_url,
+            api_key,
+            timeout=timeout,
+            max_retries=retries,
+            http_client=http_client,
+            name="chat endpoint",
+        )
         self.model = model
-        self._key = api_key or ""
         self.temperature = temperature
-        self.retries = retries
-        self._http = http_client or httpx.Client(timeout=timeout)
 
     def __repr__(self) -> str:
-        return f"OpenAIAgent(url={self.url!r}, model={self.model!r}, key={'set' if self._key else 'unset'})"
+        key = "set" if self.client.has_key else "unset"
+        return f"OpenAIAgent(url={self.client.public_url!r}, model={self.model!r}, key={key})"
 
     def system_prompt(self, task: Task) -> str:
         return OPENAI_SYSTEM
 
     def messages(
-        self, task: Task, turns: Sequence[Turn], diversity: str | None = None
+        self, task: Task, steps: Sequence[Step], diversity: str | None = None
     ) -> list[dict[str, Any]]:
         msgs: list[dict[str, Any]] = [
             {"role": "system", "content": OPENAI_SYSTEM},
             {"role": "user", "content": task.query},
         ]
-        for i, t in enumerate(turns):
+        for i, step in enumerate(steps):
             call_id = f"call_{i}"
+            call = {"name": step.action.name, "arguments": step.action.arguments}
             msgs.append(
                 {
                     "role": "assistant",
-                    "content": t.action.thought,
-                    "tool_calls": [
-                        {
-                            "id": call_id,
-                            "type": "function",
-                            "function": {"name": t.action.name, "arguments": t.action.arguments},
-                        }
-                    ],
+                    "content": step.action.thought,
+                    "tool_calls": [{"id": call_id, "type": "function", "function": call}],
                 }
             )
-            msgs.append({"role": "tool", "tool_call_id": call_id, "content": t.observation})
+            msgs.append({"role": "tool", "tool_call_id": call_id, "content": step.observation})
         if diversity:
             # DFSDT's note lives only in this request; it is never stored in the trajectory
             msgs.append({"role": "user", "content": OPENAI_DIVERSITY.replace("{previous}", diversity)})
         return msgs
 
-    def _post(self, body: dict[str, Any]) -> dict[str, Any]:
-        import httpx
-
-        headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
-        error = "no attempt"
-        for _ in range(self.retries + 1):
-            try:
-                r = self._http.post(self.url, json=body, headers=headers)
-            except httpx.HTTPError as e:
-                error = type(e).__name__
-                continue
-            if r.status_code == 200:
-                try:
-                    return r.json()
-                except ValueError:
-                    error = "response is not JSON"
-                    continue
-            error = f"HTTP {r.status_code}"
-            if r.status_code not in (429,) and r.status_code < 500:
-                break
-        raise AgentError(f"chat endpoint {self.url} failed: {error}")
-
-    def act(self, task: Task, turns: Sequence[Turn], diversity: str | None = None) -> Action:
-        body = {
-            "model": self.model,
-            "messages": self.messages(task, turns, diversity),
-            "tools": [{"type": "function", "function": _schema_for_openai(f)} for f in task.functions],
-            "temperature": self.temperature,
-        }
-        data = self._post(body)
+    def act(self, task: Task, steps: Sequence[Step], diversity: str | None = None) -> Action:
+        tools = [{"type": "function", "function": _schema_for_openai(f)} for f in task.functions]
         try:
-            message = data["choices"][0]["message"]
-        except (KeyError, IndexError, TypeError):
-            raise AgentError("chat endpoint answered without choices[0].message") from None
-        usage = data.get("usage") or {}
-        tokens = int(usage.get("total_tokens") or 0)
-        content = message.get("content")
-        calls = message.get("tool_calls") or []
-        call = calls[0].get("function", {}) if calls else message.get("function_call")
-        if not call:
-            # a plain text answer: treated as the final answer (ToolBench would loop until depth runs out)
-            return Action(
-                content, FINISH, finish_arguments(content or ""), {"openai": json.dumps(message)}, tokens
+            body = self.client.chat(
+                self.messages(task, steps, diversity), self.model, tools=tools, temperature=self.temperature
             )
+        except EndpointUnavailable as e:
+            raise AgentError(str(e)) from None
+        message = message_of(body)
+        if message is None:
+            raise AgentError("chat endpoint answered without choices[0].message")
+        usage = body.get("usage") if isinstance(body, dict) else None
+        tokens = usage.get("total_tokens") if isinstance(usage, dict) else None
+        tokens = tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else 0
+        raw = json.dumps(message, ensure_ascii=False)
+        content = _text(message.get("content"))
+        calls = message.get("tool_calls")
+        first = calls[0] if isinstance(calls, list) and calls else None
+        call = first.get("function") if isinstance(first, dict) else message.get("function_call")
+        if not isinstance(call, dict):
+            # a plain text answer: treated as the final answer (ToolBench would loop until depth runs out)
+            return Action(content, FINISH_NAME, finish_arguments(content or ""), {"openai": raw}, tokens)
         arguments = call.get("arguments", "{}")
         if not isinstance(arguments, str):
-            arguments = json.dumps(arguments)
-        return Action(
-            content, str(call.get("name", "none")), arguments, {"openai": json.dumps(message)}, tokens
-        )
-
-
-# --- local models as generators -------------------------------------------------------------------
-
-
-class ModelGenerator:
-    """A local causal LM as a :class:`Generator`, on top of ``glpft.generation.generate``.
-
-    Prompts longer than ``context_length - max_new_tokens - 8`` tokens keep their last tokens (paper
-    parity) plus the BOS token when the tokenizer adds one. Each prompt's sampling seed is derived from
-    its text and how often that text was seen, so DFSDT siblings differ and runs are reproducible.
-    Calls are serialised (one model, many worker threads).
-    """
-
-    def __init__(
-        self, model, tokenizer, config=None, context_length: int = 4096, batch_size: int = 8, seed: int = 0
-    ):
-        from glpft.generation import DecodingConfig
-        from glpft.modeling import stop_token_ids
-
-        self.model, self.tokenizer = model, tokenizer
-        self.config = config or DecodingConfig()
-        max_pos = getattr(getattr(model, "config", None), "max_position_embeddings", None) or context_length
-        self.context_length = min(context_length, int(max_pos))
-        self.batch_size = batch_size
-        self.seed = seed
-        self.stop_ids = stop_token_ids(tokenizer, model)
-        self._seen: dict[int, int] = {}
-        self._lock = threading.Lock()
-
-    def encode(self, prompt: str) -> list[int]:
-        ids = self.tokenizer(prompt).input_ids
-        room = max(1, self.context_length - self.config.max_new_tokens - 8)
-        if len(ids) > room:
-            bos = self.tokenizer.bos_token_id
-            head = [bos] if bos is not None and ids and ids[0] == bos else []
-            ids = head + ids[len(ids) - (room - len(head)) :]
-        return ids
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False).input_ids)
-
-    def _seed(self, prompt: str) -> int:
-        digest = int.from_bytes(hashlib.sha256(prompt.encode("utf-8")).digest()[:4], "little")
-        n = self._seen.get(digest, 0)
-        self._seen[digest] = n + 1
-        return (self.seed * 1_000_003 + digest + n * 7919) % (2**31)
-
-    def generate(self, prompts: list[str]) -> list[str]:
-        from glpft.generation import generate
-
-        with self._lock:
-            ids = [self.encode(p) for p in prompts]
-            seeds = [self._seed(p) for p in prompts]
-            out = generate(
-                self.model,
-                ids,
-                stop_ids=self.stop_ids,
-                pad_id=self.tokenizer.pad_token_id,
-                config=self.config,
-                batch_size=self.batch_size,
-                seeds=seeds,
-            )
-        texts = [self.tokenizer.decode(o, skip_special_tokens=True) for o in out]
-        return [_cut_eos(t).strip() for t in texts]
+            arguments = json.dumps(arguments, ensure_ascii=False)
+        name = _text(call.get("name")) or "none"
+        return Action(content, name, arguments, {"openai": raw}, tokens)
 
 
 __all__ = [
@@ -441,11 +380,11 @@ __all__ = [
     "AgentError",
     "AlphaUmiAgent",
     "BackboneAgent",
+    "Completion",
     "Generator",
-    "ModelGenerator",
     "OpenAIAgent",
-    "TRAIN_PREFIX",
+    "PromptRecord",
+    "Step",
     "Task",
-    "Turn",
-    "finish_arguments",
+    "conversation",
 ]

@@ -17,8 +17,6 @@ import re
 from pathlib import Path
 from typing import Any, TypedDict
 
-from glpft.formats import write_text_atomic
-
 log = logging.getLogger(__name__)
 
 
@@ -42,13 +40,6 @@ class ConvertedAnswer(TypedDict):
 
 
 Step = tuple[str, Any]  # (role, message) before nesting
-
-
-# ----------------------------------------------------------------------------- writing
-
-
-def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = None) -> None:
-    write_text_atomic(path, json.dumps(obj, ensure_ascii=False, indent=indent))
 
 
 # ----------------------------------------------------------------------------- conversion

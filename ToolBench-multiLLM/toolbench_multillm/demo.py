@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-ROLES = ("planner", "caller", "summarizer")
+from glpft.prompts import AGENT_ROLES, TRAIN_PREFIX
 
 
 @dataclass(frozen=True)
@@ -80,14 +80,19 @@ class Stages:
 
 def _train(base: str, data: Path, out: Path, epochs: float, lr: float, cfg: DemoConfig, seed: int) -> dict:
     from glpft import train
+    from glpft.lora import LoraArguments
 
-    train.main([
-        "--model_name_or_path", base, "--data_path", str(data), "--output_dir", str(out),
-        "--num_train_epochs", str(epochs), "--learning_rate", str(lr), "--lr_scheduler_type", "cosine",
-        "--warmup_ratio", "0.1", "--weight_decay", "0.0", "--per_device_train_batch_size", str(cfg.batch_size),
-        "--model_max_length", str(cfg.model_max_length), "--logging_steps", "5", "--save_strategy", "no",
-        "--report_to", "none", "--seed", str(seed), "--disable_tqdm", "true", "--use_cpu", "true",
-    ])  # fmt: skip
+    train_args = train.TrainingArguments(
+        output_dir=str(out), num_train_epochs=epochs, learning_rate=lr, lr_scheduler_type="cosine",
+        warmup_steps=0.1, weight_decay=0.0, per_device_train_batch_size=cfg.batch_size, logging_steps=5,
+        save_strategy="no", report_to="none", seed=seed, disable_tqdm=True, use_cpu=True,
+    )  # fmt: skip
+    train.train(
+        train.ModelArguments(model_name_or_path=base),
+        train.DataArguments(data_path=str(data), model_max_length=cfg.model_max_length),
+        LoraArguments(),
+        train_args,
+    )
     state = json.loads((out / "trainer_state.json").read_text())
     losses = [e["loss"] for e in state["log_history"] if "loss" in e]
     return {"first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None}
@@ -95,24 +100,20 @@ def _train(base: str, data: Path, out: Path, epochs: float, lr: float, cfg: Demo
 
 def _static(models: dict[str, str], test_file: Path, out: Path, cfg: DemoConfig) -> dict:
     from glpft import infer, metrics
+    from glpft.formats import write_json_atomic
 
-    infer.main([
-        "--planner_model_name_or_path", models["planner"], "--caller_model_name_or_path", models["caller"],
-        "--summarizer_model_name_or_path", models["summarizer"], "--data_path", str(test_file),
-        "--output_dir", str(out), "--decoding", "greedy", "--per_device_eval_batch_size", "16",
-        "--max_new_tokens", str(cfg.max_new_tokens), "--max_input_length", str(cfg.model_max_length),
-        "--prompt_prefix", "true",
-    ])  # fmt: skip
-    metrics.main(
-        [
-            "--input_path",
-            str(out / "predictions.json"),
-            "--output_path",
-            str(out / "metrics.json"),
-            "--overwrite",
-        ]
-    )
-    return json.loads((out / "metrics.json").read_text())
+    infer.infer(
+        infer.ModelArguments(**{f"{r}_model_name_or_path": models[r] for r in AGENT_ROLES}),
+        infer.DataArguments(data_path=str(test_file), max_input_length=cfg.model_max_length),
+        infer.InferArguments(
+            output_dir=str(out), decoding="greedy", per_device_eval_batch_size=16,
+            max_new_tokens=cfg.max_new_tokens, prompt_prefix=True,
+        ),
+    )  # fmt: skip
+    result = metrics.compute_metrics(metrics.read_predictions(out / "predictions.json"))
+    scores = {k: result[k] for k in metrics.METRIC_KEYS}
+    write_json_atomic(out / "metrics.json", scores, indent=2)
+    return scores
 
 
 def _free_port() -> int:
@@ -127,13 +128,13 @@ class ToolServerThread:
     def __init__(self, cache_path: Path):
         import uvicorn
 
-        from toolbench_multillm import demo_world
+        from toolbench_multillm import demo_apis
         from toolbench_multillm.cache import ResponseCache
         from toolbench_multillm.registry import ToolRegistry
         from toolbench_multillm.server import ServerConfig, create_app
 
         registry = ToolRegistry()
-        demo_world.register_demo_tools(registry)
+        demo_apis.register_demo_tools(registry)
         app = create_app(ServerConfig(cache=ResponseCache(str(cache_path)), registry=registry))
         self.port = _free_port()
         self.server = uvicorn.Server(
@@ -162,20 +163,32 @@ class ToolServerThread:
 def _realtime(
     models: dict[str, str], queries: Path, out: Path, method: str, url: str, cfg: DemoConfig, seed: int
 ) -> dict:
-    from toolbench_multillm import demo_world, run_queries
+    from glpft.generation import DecodingConfig
+    from toolbench_multillm import demo_scenarios
+    from toolbench_multillm.agents import AlphaUmiAgent
+    from toolbench_multillm.env import ToolEnv, make_client
+    from toolbench_multillm.generators import load_generators
+    from toolbench_multillm.run_queries import answer_queries
+    from toolbench_multillm.search import Limits
+    from toolbench_multillm.tools import build_toolset, load_queries
+
+    # greedy for one chain; DFSDT's siblings need the paper's sampling (temperature 0.5)
+    sample = not method.startswith("CoT")
+    config = DecodingConfig(max_new_tokens=cfg.max_new_tokens, do_sample=sample, temperature=0.5, seed=seed)
+    specs = {r: (models[r], False, "cpu") for r in AGENT_ROLES}
+    gens = load_generators(specs, config, "fp32", context_length=cfg.model_max_length, seed=seed)
+    # the demo's models were trained on the training-time prefix, tool entries and observation text
+    agent = AlphaUmiAgent(gens["planner"], gens["caller"], gens["summarizer"], prefix=TRAIN_PREFIX)
+    client = make_client("server", url)
+
+    def make_env(query):
+        return ToolEnv(build_toolset(query, docs="training"), client, observation_format="training")
 
     answers = out / "answers"
-    run_queries.main([
-        "--backbone_model", "collab_agent_v3", "--planner_model_path", models["planner"],
-        "--caller_model_path", models["caller"], "--summarizer_model_path", models["summarizer"],
-        "--device", "cpu", "--prompt_prefix", "train", "--tool_docs", "training",
-        "--decoding", "greedy" if method.startswith("CoT") else "paper", "--seed", str(seed),
-        "--max_new_tokens", str(cfg.max_new_tokens), "--context_length", str(cfg.model_max_length),
-        "--input_query_file", str(queries), "--output_answer_file", str(answers), "--method", method,
-        "--backend", "server", "--service_url", url, "--max_query_count", "40",
-        "--observation_format", "training",
-    ])  # fmt: skip
-    return pass_rate(queries, answers, method, demo_world.check_answer)
+    answer_queries(
+        load_queries(queries), make_env, agent, method, answers, limits=Limits(max_queries=40), progress=False
+    )
+    return pass_rate(queries, answers, method, demo_scenarios.check_answer)
 
 
 def pass_rate(queries: Path, answers: Path, method: str, check: Callable[[dict, str | None], bool]) -> dict:
@@ -287,16 +300,14 @@ def run_demo(out: Path, cfg: DemoConfig, seed: int = 0, force: bool = False) -> 
     """Run every stage (reusing finished ones) and return the report's numbers."""
     from glpft import prepro
     from glpft.tiny_model import corpus_texts, make_tiny_model
-    from toolbench_multillm import demo_world
+    from toolbench_multillm import demo_data
 
     out.mkdir(parents=True, exist_ok=True)
     st = Stages(out, force)
     world = out / "01_world"
     st.run(
         "01_world",
-        lambda d: (
-            demo_world.generate_demo_data(d, seed=seed, n_train=cfg.n_train, n_test=cfg.n_test) and None
-        ),
+        lambda d: demo_data.generate_demo_data(d, seed=seed, n_train=cfg.n_train, n_test=cfg.n_test) and None,
     )
 
     def do_prepro(d: Path) -> dict:
@@ -329,15 +340,15 @@ def run_demo(out: Path, cfg: DemoConfig, seed: int = 0, force: bool = False) -> 
         )
     }
     backbone = str(out / "04_stage1_backbone")
-    for role in ROLES:
+    for role in AGENT_ROLES:
         training[f"stage 2: {role}"] = st.run(
             f"05_stage2_{role}",
             lambda d, role=role: _train(
                 backbone, data / f"train_{role}.json", d, cfg.stage2_epochs, cfg.stage2_lr, cfg, seed
             ),
         )
-    trained = {r: str(out / f"05_stage2_{r}") for r in ROLES}
-    untrained = dict.fromkeys(ROLES, base)
+    trained = {r: str(out / f"05_stage2_{r}") for r in AGENT_ROLES}
+    untrained = dict.fromkeys(AGENT_ROLES, base)
     static = {
         "α-UMi (trained)": st.run("06_static_trained", lambda d: _static(trained, test_file, d, cfg)),
         "untrained baseline": st.run("06_static_untrained", lambda d: _static(untrained, test_file, d, cfg)),
@@ -359,7 +370,10 @@ def run_demo(out: Path, cfg: DemoConfig, seed: int = 0, force: bool = False) -> 
             realtime[method] = st.run(
                 stage, lambda d, m=method: _realtime(trained, queries, d, m, server.url, cfg, seed)
             )
-    dirs = {"stage 1 backbone": out / "04_stage1_backbone", **{r: out / f"05_stage2_{r}" for r in ROLES}}
+    dirs = {
+        "stage 1 backbone": out / "04_stage1_backbone",
+        **{r: out / f"05_stage2_{r}" for r in AGENT_ROLES},
+    }
     plots = _plots(out, dirs, static, realtime)
     report = write_report(out, cfg, st.times, training, static, realtime, plots)
     print(f"[demo] report: {report}")

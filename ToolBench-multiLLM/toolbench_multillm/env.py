@@ -20,7 +20,9 @@ from typing import Any
 
 import httpx
 
-from toolbench_multillm.tools import FINISH_NAME, GIVE_ANSWER, GIVE_UP, Api, Toolset
+from glpft.parsing import ABSENT, FINISH_NAME, GIVE_ANSWER, GIVE_UP_RETURN, parse_finish
+from glpft.prompts import OBSERVATION_STYLES, as_text, observation_text
+from toolbench_multillm.tools import Api, Toolset
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +31,7 @@ OK = 0
 NO_SUCH_FUNCTION = 1
 BAD_INPUT = 2
 FINAL_ANSWER = 3
-GIVE_UP_STATUS = 4
+GAVE_UP = 4
 TIMEOUT = 5
 NOT_FOUND = 6
 NOT_SUBSCRIBED = 7
@@ -55,7 +57,8 @@ DEFAULT_TOOLBENCH_URL = "http://8.218.239.54:8080/rapidapi"
 DEFAULT_SERVER_URL = "http://127.0.0.1:8080/rapidapi"
 KEY_ENV = "TOOLBENCH_KEY"
 BACKENDS = ("toolbench", "server")
-OBSERVATION_FORMATS = ("alpha_umi", "toolbench", "training")
+#: How observations are written into the agents' prompts (glpft.prompts.observation_text).
+OBSERVATION_FORMATS = OBSERVATION_STYLES
 
 
 class RateLimiter:
@@ -207,45 +210,15 @@ def _error_of(response: httpx.Response) -> str:
     return ""
 
 
-def _as_text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def _status_of(error: str) -> int:
+def _status_of(error: Any) -> int:
     if not error:
         return OK
-    if error in SERVICE_ERRORS:
-        return SERVICE_ERRORS[error]
-    if error.startswith("Timeout error"):
-        return TIMEOUT
+    if isinstance(error, str):
+        if error in SERVICE_ERRORS:
+            return SERVICE_ERRORS[error]
+        if error.startswith("Timeout error"):
+            return TIMEOUT
     return ERROR_FIELD
-
-
-def parse_finish(action_input: Any) -> dict[str, Any]:
-    """Finish arguments as a dict; text that is not JSON falls back to substring search (paper parity)."""
-    if isinstance(action_input, Mapping):
-        return dict(action_input)
-    try:
-        data = json.loads(action_input, strict=False)
-        if isinstance(data, dict):
-            return data
-    except (json.JSONDecodeError, TypeError):
-        pass
-    text = str(action_input)
-    data = {}
-    marker = '"return_type": "'
-    if marker in text:
-        for choice in (GIVE_ANSWER, GIVE_UP):
-            if f'{marker}{choice}"' in text:
-                data["return_type"] = choice
-                break
-        else:
-            start = text.find(marker) + len(marker)
-            data["return_type"] = text[start : text.find('",', start)]
-    marker = '"final_answer": "'
-    if marker in text:
-        data["final_answer"] = text[text.find(marker) + len(marker) :]
-    return data
 
 
 class ToolEnv:
@@ -309,16 +282,16 @@ class ToolEnv:
         return self.call(api, action_input)
 
     def _finish(self, action_input: Any) -> tuple[str, int]:
-        data = parse_finish(action_input)
-        if "return_type" not in data:
+        call = parse_finish(action_input, fallback="env")
+        if call.return_type is ABSENT:
             return '{error:"must have "return_type""}', BAD_INPUT
-        if data["return_type"] == GIVE_UP:
-            return '{"response":"chose to give up and restart"}', GIVE_UP_STATUS
-        if data["return_type"] == GIVE_ANSWER:
-            if "final_answer" not in data:
+        if call.return_type == GIVE_UP_RETURN:
+            return '{"response":"chose to give up and restart"}', GAVE_UP
+        if call.return_type == GIVE_ANSWER:
+            if call.final_answer is ABSENT:
                 return '{error:"must have "final_answer""}', BAD_INPUT
             self.success = 1
-            self.final_answer = _as_text(data["final_answer"])
+            self.final_answer = as_text(call.final_answer)
             return '{"response":"successfully giving the final answer."}', FINAL_ANSWER
         # fixes: the original built this message but returned nothing (the caller crashed on None).
         return '{error:""return_type" is not a valid choice"}', BAD_INPUT
@@ -333,21 +306,13 @@ class ToolEnv:
             data = self.client.post(payload)
         except ToolCallError as e:
             return json.dumps({"error": str(e), "response": ""}), e.status
-        error, response = _as_text(data.get("error") or ""), _as_text(data.get("response", ""))
+        # The reply's values as received: a JSON object or list response is encoded exactly once
+        # (fixes: it used to be turned into text here and JSON-encoded again in the observation).
+        error, response = data.get("error", ""), data.get("response", "")
         status = _status_of(error)
         if status == RATE_LIMITED:
             self.client.limiter.pause(10.0)  # the original slept 10 s here
-        return self.format_observation(error, response), status
-
-    def format_observation(self, error: str, response: str) -> str:
-        """``alpha_umi`` (paper parity): the JSON-encoded response, or ``{"message": error}`` when it is
-        empty; ``toolbench``: ``{"error", "response"}`` as in ToolBench's trajectories; ``training``: the
-        bare response text, exactly as preprocessing builds observation turns (DESIGN §3.3)."""
-        if self.observation_format == "toolbench":
-            return json.dumps({"error": error, "response": response})
-        if self.observation_format == "training":
-            return response if response != "" else json.dumps({"message": error})
-        return json.dumps(response) if response != "" else json.dumps({"message": error})
+        return observation_text(response, error, self.observation_format), status
 
 
 # --- command-line wiring (used by run-queries) -------------------------------------------------

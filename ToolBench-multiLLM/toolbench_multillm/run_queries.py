@@ -16,20 +16,26 @@ The ToolBench key (``--toolbench_key`` or ``$TOOLBENCH_KEY``) and the OpenAI key
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from glpft.prompts import get_template
+from glpft.formats import write_json_atomic, write_text_atomic
+from glpft.prompts import AGENT_ROLES, TRAIN_PREFIX, get_template
 from toolbench_multillm import env as envmod
-from toolbench_multillm.agents import AlphaUmiAgent, BackboneAgent, ModelGenerator, OpenAIAgent
-from toolbench_multillm.search import Limits, parse_method, run_queries
+from toolbench_multillm.agents import AlphaUmiAgent, BackboneAgent, OpenAIAgent
+from toolbench_multillm.generators import load_generators
+from toolbench_multillm.search import Agent, Environment, Limits, parse_method, search
 from toolbench_multillm.tools import build_toolset, load_queries
 
 log = logging.getLogger(__name__)
 
-ROLES = ("planner", "caller", "summarizer")
 BACKBONES = ("collab_agent_v3", "backbone", "openai_function")
 
 
@@ -46,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="collab_agent_v3",
         help=" | ".join(BACKBONES) + " (chatgpt_function = openai_function)",
     )
-    for role in ROLES:
+    for role in AGENT_ROLES:
         g.add_argument(f"--{role}_model_path", default="")
         g.add_argument(f"--{role}_use_lora", type=str2bool, default=False)
         g.add_argument(
@@ -88,7 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--temperature", type=float, default=0.5)
     g.add_argument("--max_new_tokens", type=int, default=512)
     g.add_argument(
-        "--context_length", type=int, default=4096, help="prompt + generation; longer prompts keep their end"
+        "--context_length",
+        type=int,
+        default=4096,
+        help="prompt + generation; longer prompts keep their last context_length - max_new_tokens - 8 ids",
+    )
+    g.add_argument(
+        "--keep_bos",
+        action="store_true",
+        help="keep BOS when a prompt is cut to the context (the original cuts it like any other id)",
     )
     g.add_argument("--seed", type=int, default=0)
     g = p.add_argument_group("OpenAI-compatible agent")
@@ -113,6 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max_depth", type=int, default=12, help="tree depth (3 nodes per step)")
     g.add_argument("--max_query_count", type=int, default=200)
     g.add_argument("--num_workers", type=int, default=1, help="queries solved in parallel")
+    g.add_argument(
+        "--save_prompts",
+        action="store_true",
+        help="write every model input to <query_id>_<method>.prompts.jsonl beside the answer",
+    )
     g.add_argument("--rapidapi_key", default="", help="not supported (direct RapidAPI calls)")
     g.add_argument("--use_rapidapi_key", action="store_true", help="not supported")
     envmod.add_env_args(p)
@@ -127,7 +146,7 @@ def role_devices(args: argparse.Namespace, n_gpus: int) -> dict[str, str]:
     elif device == "cuda":
         device = "cuda:0"
     out = {}
-    for i, role in enumerate(ROLES):
+    for i, role in enumerate(AGENT_ROLES):
         explicit = getattr(args, f"{role}_device", None)
         if explicit:
             out[role] = explicit
@@ -136,14 +155,6 @@ def role_devices(args: argparse.Namespace, n_gpus: int) -> dict[str, str]:
         else:
             out[role] = device
     return out
-
-
-def _dtype(name: str, device: str):
-    import torch
-
-    if name == "auto":
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
 
 
 def decoding_config(args: argparse.Namespace):
@@ -157,27 +168,10 @@ def decoding_config(args: argparse.Namespace):
     )
 
 
-def load_generators(
-    specs: dict[str, tuple[str, bool, str]], args: argparse.Namespace
-) -> dict[str, ModelGenerator]:
-    """role → generator for ``{role: (path, use_lora, device)}``; roles with the same spec share one model."""
-    from glpft.modeling import load_model_and_tokenizer
-
-    config = decoding_config(args)
-    loaded: dict[tuple[str, bool, str], ModelGenerator] = {}
-    out = {}
-    for role, spec in specs.items():
-        if spec not in loaded:
-            path, use_lora, device = spec
-            log.info("loading %s model from %s on %s", role, path, device)
-            model, tok = load_model_and_tokenizer(
-                path, use_lora, dtype=_dtype(args.dtype, device), device=device
-            )
-            loaded[spec] = ModelGenerator(
-                model, tok, config, context_length=args.context_length, seed=args.seed
-            )
-        out[role] = loaded[spec]
-    return out
+def _generators(specs: dict[str, tuple[str, bool, str]], args: argparse.Namespace):
+    return load_generators(
+        specs, decoding_config(args), args.dtype, args.context_length, args.seed, args.keep_bos
+    )
 
 
 def build_agent(args: argparse.Namespace) -> Any:
@@ -198,17 +192,17 @@ def build_agent(args: argparse.Namespace) -> Any:
 
     n_gpus = torch.cuda.device_count()
     devices = role_devices(args, n_gpus)
-    prefix = "system: " if args.prompt_prefix == "train" else ""
+    prefix = TRAIN_PREFIX if args.prompt_prefix == "train" else ""
     if backbone == "backbone":
         path = args.lora_path if args.lora else args.model_path
         if not path:
             raise SystemExit(
                 "run-queries: --backbone_model backbone needs --model_path (or --lora --lora_path)"
             )
-        gens = load_generators({"backbone": (path, bool(args.lora), devices["planner"])}, args)
+        gens = _generators({"backbone": (path, bool(args.lora), devices["planner"])}, args)
         return BackboneAgent(gens["backbone"], prefix=prefix)
     specs = {}
-    for role in ROLES:
+    for role in AGENT_ROLES:
         path = getattr(args, f"{role}_model_path")
         if not path:
             raise SystemExit(f"run-queries: collab_agent_v3 needs --{role}_model_path")
@@ -223,10 +217,120 @@ def build_agent(args: argparse.Namespace) -> Any:
             get_template(name)
         except ValueError as e:
             raise SystemExit(f"run-queries: {e}") from None
-    gens = load_generators(specs, args)
+    gens = _generators(specs, args)
     return AlphaUmiAgent(
         gens["planner"], gens["caller"], gens["summarizer"], prefix=prefix, templates=templates
     )
+
+
+# --- many queries --------------------------------------------------------------------------------
+
+
+def answer_path(out_dir: str | os.PathLike, query_id: Any, method: str) -> Path:
+    return Path(out_dir) / f"{query_id}_{method}.json"
+
+
+def prompts_path(out_dir: str | os.PathLike, query_id: Any, method: str) -> Path:
+    return Path(out_dir) / f"{query_id}_{method}.prompts.jsonl"
+
+
+@dataclass
+class RunSummary:
+    total: int = 0
+    skipped_done: int = 0
+    skipped_no_tools: int = 0
+    failed: int = 0
+    answered: int = 0
+    gave_up: int = 0
+    no_answer: int = 0
+
+    def table(self) -> str:
+        rows = [(k.replace("_", " "), v) for k, v in self.__dict__.items()]
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"{k:<{width}}  {v:>6}" for k, v in rows)
+
+
+def _qid_and_text(query: Any) -> tuple[str, str]:
+    if isinstance(query, dict):
+        return str(query["query_id"]), query["query"]
+    return str(query.query_id), query.query
+
+
+def answer_queries(
+    queries: Sequence[Any],
+    make_env: Callable[[Any], Environment],
+    agent: Agent,
+    method: str,
+    out_dir: str | os.PathLike,
+    num_workers: int = 1,
+    limits: Limits = Limits(),
+    progress: bool = True,
+    skip_errors: tuple[type[BaseException], ...] = (LookupError,),
+    save_prompts: bool = False,
+) -> RunSummary:
+    """Answer every query whose answer file does not exist yet; ``num_workers`` queries at a time.
+
+    ``make_env(query)`` builds the query's environment; one raising ``skip_errors`` (e.g. a tool missing
+    from ``tool_root_dir``) skips the query, as ToolBench does. A query whose search fails is logged and
+    left without a file, so the next run retries it. ``save_prompts`` also writes every model input of
+    the query to ``<query_id>_<method>.prompts.jsonl`` (one JSON object a line: step, depth, role, text,
+    tokens fed, tokens cut by the context budget).
+    """
+    parse_method(method)  # fail fast on a bad method
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = RunSummary(total=len(queries))
+    todo = []
+    for q in queries:
+        qid, _ = _qid_and_text(q)
+        if answer_path(out_dir, qid, method).exists():
+            summary.skipped_done += 1
+        else:
+            todo.append(q)
+    log.info("%d queries, %d already answered, %d to do", len(queries), summary.skipped_done, len(todo))
+
+    def one(q: Any) -> str:
+        qid, text = _qid_and_text(q)
+        try:
+            env = make_env(q)
+        except skip_errors as e:
+            log.warning("query %s skipped: %s", qid, e)
+            return "skipped_no_tools"
+        done = search(agent, env, text, method, limits)
+        data = done.to_json(text)
+        if save_prompts:
+            lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in done.prompt_log)
+            write_text_atomic(prompts_path(out_dir, qid, method), lines)
+        write_json_atomic(answer_path(out_dir, qid, method), data, indent=2)
+        gen = data["answer_generation"]
+        if not gen["valid_data"]:
+            return "no_answer"
+        return "answered" if gen["finish_type"] == "give_answer" else "gave_up"
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), desc=f"{method}", unit="query")
+    pool = ThreadPoolExecutor(max_workers=max(1, num_workers))
+    try:
+        futures = {pool.submit(one, q): q for q in todo}
+        for fut in as_completed(futures):
+            try:
+                outcome = fut.result()
+            except Exception:
+                log.exception("query %s failed", _qid_and_text(futures[fut])[0])
+                outcome = "failed"
+            setattr(summary, outcome, getattr(summary, outcome) + 1)
+            if bar is not None:
+                bar.set_postfix(answered=summary.answered, failed=summary.failed, refresh=False)
+                bar.update(1)
+    finally:
+        # on Ctrl-C: queries not started yet are dropped; running ones finish and write their files
+        pool.shutdown(wait=True, cancel_futures=True)
+        if bar is not None:
+            bar.close()
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -258,8 +362,15 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     limits = Limits(max_depth=args.max_depth, max_queries=args.max_query_count)
-    summary = run_queries(
-        queries, make_env, agent, args.method, args.output_answer_file, args.num_workers, limits
+    summary = answer_queries(
+        queries,
+        make_env,
+        agent,
+        args.method,
+        args.output_answer_file,
+        args.num_workers,
+        limits,
+        save_prompts=args.save_prompts,
     )
     print(summary.table())
     return 0 if summary.failed == 0 else 1

@@ -12,32 +12,27 @@ status code). The root is an empty ``Action Input``.
 paper parity: depth counts tree nodes, so ``max_depth=12`` allows about four agent steps; a "query" is
 one agent step (α-UMi's planner + caller/summarizer calls count once), as ToolBench counts them.
 
-Output per query: ``<out_dir>/<query_id>_<method>.json`` with ``answer_generation`` (ToolBench's answer
-format: valid_data, query_count, total_tokens, final_answer, finish_type, function, chain,
-train_messages, query) plus the search tree, written atomically; a rerun skips ids already answered.
+``Search.to_json`` gives ToolBench's answer-file object: ``answer_generation`` (valid_data,
+query_count, total_tokens, final_answer, finish_type, function, chain, train_messages, query) plus the
+search tree; ``run_queries.answer_queries`` writes one per query.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 from glpft.prompts import HALLUCINATED_CALL
-from toolbench_multillm.agents import Action, AgentError, Task, Turn
-from toolbench_multillm.convert import write_json_atomic
+from toolbench_multillm.agents import Action, AgentError, Step, Task
+from toolbench_multillm.env import FINAL_ANSWER, GAVE_UP, NO_SUCH_FUNCTION
 
 log = logging.getLogger(__name__)
 
 THOUGHT, ACTION, ACTION_INPUT = "Thought", "Action", "Action Input"
-# Status codes the search reacts to (DESIGN §4.2).
-NO_SUCH_FUNCTION, FINAL_ANSWER, GIVE_UP = 1, 3, 4
 # How many levels a DFSDT branch climbs back after a final answer / a give-up (ToolBench's values).
 FINAL_ANSWER_BACK, GIVE_UP_BACK = 2, 2
 _STOP = 10**6
@@ -57,7 +52,7 @@ class Agent(Protocol):
 
     def system_prompt(self, task: Task) -> str: ...
 
-    def act(self, task: Task, turns: Sequence[Turn], diversity: str | None = None) -> Action: ...
+    def act(self, task: Task, steps: Sequence[Step], diversity: str | None = None) -> Action: ...
 
 
 @dataclass(frozen=True)
@@ -99,10 +94,10 @@ class Node:
             node = node.parent
         return nodes[::-1]
 
-    def turns(self) -> list[Turn]:
+    def steps(self) -> list[Step]:
         """The finished agent steps on the way to this node."""
         return [
-            Turn(n.action, n.observation, n.observation_code if n.observation_code is not None else 0)
+            Step(n.action, n.observation, n.observation_code if n.observation_code is not None else 0)
             for n in self.path()
             if n.node_type == ACTION_INPUT and n.action is not None
         ]
@@ -188,19 +183,32 @@ class Search:
         self.roots: list[Node] = []
         self.tries: list[Node] = []
         self.forward_args: dict[str, Any] = {}
+        #: every model input sent, in order: {"step", "depth", "role", "text", "tokens", "dropped_tokens"}
+        self.prompt_log: list[dict[str, Any]] = []
 
     # one agent step ------------------------------------------------------------------------
     def expand(self, node: Node, diversity: str | None = None) -> Node:
         """Ask the agent for the next step from ``node``, execute it, return the new leaf."""
         self.query_count += 1
         try:
-            action = self.agent.act(self.task, node.turns(), diversity)
+            action = self.agent.act(self.task, node.steps(), diversity)
         except AgentError as e:
             log.warning("agent failed: %s", e)
             leaf = Node(THOUGHT, f"agent error: {e}", node)
             leaf.pruned = True
             return leaf
         self.total_tokens += action.tokens
+        for p in action.prompts:
+            self.prompt_log.append(
+                {
+                    "step": self.query_count,
+                    "depth": node.depth,
+                    "role": p.role,
+                    "text": p.text,
+                    "tokens": p.tokens,
+                    "dropped_tokens": p.dropped_tokens,
+                }
+            )
         current = node
         if action.thought is not None:
             current = Node(THOUGHT, action.thought, current)
@@ -208,7 +216,7 @@ class Search:
         leaf = Node(ACTION_INPUT, action.arguments, current)
         leaf.action = action
         leaf.observation, leaf.observation_code = self.env.step(action.name, action.arguments)
-        if leaf.observation_code == GIVE_UP:
+        if leaf.observation_code == GAVE_UP:
             leaf.pruned = True
         elif leaf.observation_code == FINAL_ANSWER:
             leaf.terminal = True
@@ -236,7 +244,7 @@ class Search:
                 self.terminal.append(node)
                 if len(self.terminal) >= self.limits.answers:
                     return
-            elif node.observation_code == GIVE_UP:
+            elif node.observation_code == GAVE_UP:
                 self.give_up.append(node)
 
     # DFSDT ------------------------------------------------------------------------------------
@@ -261,7 +269,7 @@ class Search:
             return FINAL_ANSWER_BACK
         if node.depth >= self.limits.max_depth or node.pruned:
             node.pruned = True
-            if node.observation_code == GIVE_UP:
+            if node.observation_code == GAVE_UP:
                 self.give_up.append(node)
                 return GIVE_UP_BACK
             return 1
@@ -310,16 +318,16 @@ class Search:
             {"role": "system", "content": self.agent.system_prompt(self.task)},
             {"role": "user", "content": self.task.query},
         ]
-        for turn in leaf.turns():
-            name = HALLUCINATED_CALL if turn.status == NO_SUCH_FUNCTION else turn.action.name
+        for step in leaf.steps():
+            name = HALLUCINATED_CALL if step.status == NO_SUCH_FUNCTION else step.action.name
             msgs.append(
                 {
                     "role": "assistant",
-                    "content": turn.action.thought,
-                    "function_call": {"name": name, "arguments": turn.action.arguments},
+                    "content": step.action.thought,
+                    "function_call": {"name": name, "arguments": step.action.arguments},
                 }
             )
-            msgs.append({"role": "function", "name": name, "content": turn.observation})
+            msgs.append({"role": "function", "name": name, "content": step.observation})
         return msgs
 
     def train_messages(self, leaf: Node) -> list[list[dict[str, Any]]]:
@@ -375,110 +383,16 @@ def solve(
     agent: Agent, env: Environment, query: str, method: str, limits: Limits = Limits()
 ) -> dict[str, Any]:
     """Run ``method`` for one query and return the answer-file object."""
+    return search(agent, env, query, method, limits).to_json(query)
+
+
+def search(agent: Agent, env: Environment, query: str, method: str, limits: Limits = Limits()) -> Search:
+    """Run ``method`` for one query; the finished :class:`Search` (answer, tree, prompt log)."""
     kind, n = parse_method(method)
     task = Task(query=query, functions=list(env.functions), prompt_tools=list(env.prompt_tools))
-    search = Search(agent, task, env, limits)
+    s = Search(agent, task, env, limits)
     if kind == "cot":
-        search.cot(n)
+        s.cot(n)
     else:
-        search.dfs(n)
-    return search.to_json(query)
-
-
-# --- many queries ---------------------------------------------------------------------------------
-
-
-def answer_path(out_dir: str | os.PathLike, query_id: Any, method: str) -> Path:
-    return Path(out_dir) / f"{query_id}_{method}.json"
-
-
-@dataclass
-class RunSummary:
-    total: int = 0
-    skipped_done: int = 0
-    skipped_no_tools: int = 0
-    failed: int = 0
-    answered: int = 0
-    gave_up: int = 0
-    no_answer: int = 0
-
-    def table(self) -> str:
-        rows = [(k.replace("_", " "), v) for k, v in self.__dict__.items()]
-        width = max(len(k) for k, _ in rows)
-        return "\n".join(f"{k:<{width}}  {v:>6}" for k, v in rows)
-
-
-def _qid_and_text(query: Any) -> tuple[str, str]:
-    if isinstance(query, dict):
-        return str(query["query_id"]), query["query"]
-    return str(query.query_id), query.query
-
-
-def run_queries(
-    queries: Sequence[Any],
-    make_env: Callable[[Any], Environment],
-    agent: Agent,
-    method: str,
-    out_dir: str | os.PathLike,
-    num_workers: int = 1,
-    limits: Limits = Limits(),
-    progress: bool = True,
-    skip_errors: tuple[type[BaseException], ...] = (LookupError,),
-) -> RunSummary:
-    """Answer every query whose answer file does not exist yet; ``num_workers`` queries at a time.
-
-    ``make_env(query)`` builds the query's environment; one raising ``skip_errors`` (e.g. a tool missing
-    from ``tool_root_dir``) skips the query, as ToolBench does. A query whose search fails is logged and
-    left without a file, so the next run retries it.
-    """
-    parse_method(method)  # fail fast on a bad method
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    summary = RunSummary(total=len(queries))
-    todo = []
-    for q in queries:
-        qid, _ = _qid_and_text(q)
-        if answer_path(out_dir, qid, method).exists():
-            summary.skipped_done += 1
-        else:
-            todo.append(q)
-    log.info("%d queries, %d already answered, %d to do", len(queries), summary.skipped_done, len(todo))
-
-    def one(q: Any) -> str:
-        qid, text = _qid_and_text(q)
-        try:
-            env = make_env(q)
-        except skip_errors as e:
-            log.warning("query %s skipped: %s", qid, e)
-            return "skipped_no_tools"
-        data = solve(agent, env, text, method, limits)
-        write_json_atomic(answer_path(out_dir, qid, method), data, indent=2)
-        gen = data["answer_generation"]
-        if not gen["valid_data"]:
-            return "no_answer"
-        return "answered" if gen["finish_type"] == "give_answer" else "gave_up"
-
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(todo), desc=f"{method}", unit="query")
-    pool = ThreadPoolExecutor(max_workers=max(1, num_workers))
-    try:
-        futures = {pool.submit(one, q): q for q in todo}
-        for fut in as_completed(futures):
-            try:
-                outcome = fut.result()
-            except Exception:
-                log.exception("query %s failed", _qid_and_text(futures[fut])[0])
-                outcome = "failed"
-            setattr(summary, outcome, getattr(summary, outcome) + 1)
-            if bar is not None:
-                bar.set_postfix(answered=summary.answered, failed=summary.failed, refresh=False)
-                bar.update(1)
-    finally:
-        # on Ctrl-C: queries not started yet are dropped; running ones finish and write their files
-        pool.shutdown(wait=True, cancel_futures=True)
-        if bar is not None:
-            bar.close()
-    return summary
+        s.dfs(n)
+    return s

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from glpft.formats import FormatError, Tool
+from glpft.parsing import FINISH_FUNCTION, FINISH_NAME
+from glpft.prompts import tool_entry
 
 DESCRIPTION_MAX_LENGTH = 256
 FUNCTION_NAME_MAX_LENGTH = 64
@@ -24,32 +26,6 @@ FUNCTION_NAME_MAX_LENGTH = 64
 TYPE_MAP = {"NUMBER": "integer", "STRING": "string", "BOOLEAN": "boolean"}
 #: Names that collide with Python keywords or common fields get an ``is_`` prefix (ToolBench).
 RESERVED_NAMES = ("from", "class", "return", "false", "true", "id", "and")
-
-FINISH_NAME = "Finish"
-GIVE_ANSWER = "give_answer"
-GIVE_UP = "give_up_and_restart"
-#: The real-time Finish function of the α-UMi environment (the search code offers it to the model).
-FINISH_FUNCTION: dict[str, Any] = {
-    "name": FINISH_NAME,
-    "description": (
-        "If you believe that you have obtained a result that can answer the task, please call this function "
-        "to provide the final answer. Alternatively, if you recognize that you are unable to proceed with the "
-        "task in the current state, call this function to restart. Remember: you must ALWAYS call this function "
-        "at the end of your attempt, and the only part that will be shown to the user is the final answer, so it "
-        "should contain sufficient information."
-    ),
-    "parameters": {
-        "type": "object",
-        "properties": {
-            "return_type": {"type": "string", "enum": [GIVE_ANSWER, GIVE_UP]},
-            "final_answer": {
-                "type": "string",
-                "description": 'The final answer you want to give the user. You should have this field if "return_type"=="give_answer"',
-            },
-        },
-        "required": ["return_type"],
-    },
-}
 
 # paper parity: the class starts with "^", so every later "^" is literal and survives standardisation.
 _NON_NAME = re.compile("[^\\u4e00-\\u9fa5^a-z^A-Z^0-9^_]")
@@ -294,7 +270,7 @@ def build_toolset(
 
     ``docs="paper"`` (default, paper parity) puts the short API description and raw parameter names into
     the prompt entries, as the original real-time code; ``docs="training"`` builds them from the OpenAI
-    schema exactly as preprocessing builds training data (``glpft.prepro.convert_tool``), so the agent sees
+    schema exactly as preprocessing builds training data (``glpft.prompts.tool_entry``), so the agent sees
     the same tool text it was trained on. Raises :class:`ToolNotFound` when ``tool_root_dir`` lacks a tool.
     """
     if docs not in ("paper", "training"):
@@ -308,10 +284,8 @@ def build_toolset(
         else:
             apis.append(build_api(entry))
     if docs == "training":
-        from glpft.prepro import convert_tool
-
         apis = [
-            Api(a.name, a.category, a.tool_name, a.api_name, a.schema, convert_tool(a.schema, a.name), a.doc)
+            Api(a.name, a.category, a.tool_name, a.api_name, a.schema, tool_entry(a.schema, a.name), a.doc)
             for a in apis
         ]
     functions = [a.schema for a in apis] + [FINISH_FUNCTION]
@@ -322,9 +296,8 @@ def toolset_from_functions(functions: list[dict[str, Any]], category: str = "") 
     """A toolset from the OpenAI schemas of a ToolBench answer file (replaying a trajectory).
 
     Answer files carry no category or raw names: each name is split at its first ``_for_``; the prompt
-    entries are built as preprocessing builds them (``glpft.prepro.convert_tool``).
+    entries are built as preprocessing builds them (``glpft.prompts.tool_entry``).
     """
-    from glpft.prepro import convert_tool
 
     apis = []
     for fn in functions:
@@ -332,5 +305,5 @@ def toolset_from_functions(functions: list[dict[str, Any]], category: str = "") 
             continue
         api, tool = split_function_name(fn["name"])
         doc = {"category_name": category, "tool_name": tool, "api_name": api}
-        apis.append(Api(fn["name"], category, tool, api, fn, convert_tool(fn, fn["name"]), doc))
+        apis.append(Api(fn["name"], category, tool, api, fn, tool_entry(fn, fn["name"]), doc))
     return Toolset(apis, [a.schema for a in apis] + [FINISH_FUNCTION], [a.prompt_entry for a in apis])

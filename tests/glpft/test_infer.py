@@ -14,6 +14,9 @@ import pytest
 
 from glpft import infer as I
 from glpft import prompts as P
+from glpft import steps as S
+from glpft.engines import encode_prompt
+from glpft.parsing import parse_step
 
 TOOLS = [
     {
@@ -72,8 +75,8 @@ def args_for(model_dir, data, out, *extra) -> list[str]:
 
 
 def test_planner_samples_follow_design_rules():
-    samples = I.build_planner_samples(RECORDS)
-    assert [s["reference"] for s in samples] == [
+    samples = S.build_steps(RECORDS)
+    assert [s.reference for s in samples] == [
         "assistant: I should call the weather api. Next: caller.</s>caller: Action: get_weather_for_weather"
         '\nAction Input: {"city": "Paris"}</s>',
         "assistant: I know the answer. Next: conclusion.</s>conclusion: It is 21 degrees in Paris.</s>",
@@ -81,19 +84,19 @@ def test_planner_samples_follow_design_rules():
     ]
     second = samples[1]
     turns = RECORDS[0]["conversations"]
-    assert second["history"] == turns[:5]
-    assert second["dispath"] == P.history_text(turns[:5])  # the unrouted assistant turn stays in history
-    assert second["model_input"] == P.build_prompt("planner", TOOLS, second["dispath"])
-    assert not second["model_input"].startswith(P.TRAIN_PREFIX)
-    prefixed = I.build_planner_samples(RECORDS, prompt_prefix=P.TRAIN_PREFIX)
-    assert prefixed[1]["model_input"] == P.TRAIN_PREFIX + second["model_input"]
+    assert second.history == turns[:5]
+    assert second.dispatch == P.history_text(turns[:5])  # the unrouted assistant turn stays in history
+    assert second.prompt.text == P.planner_prompt(TOOLS, second.dispatch)
+    assert not second.prompt.text.startswith(P.TRAIN_PREFIX)
+    prefixed = S.build_steps(RECORDS, prefix=P.TRAIN_PREFIX)
+    assert prefixed[1].prompt.text == P.TRAIN_PREFIX + second.prompt.text
 
 
 def test_out_of_domain_steps_and_references(reference_dir):
-    records = I.read_test_records(str(reference_dir / "alpha_umi" / "test" / "out_of_domain.json"))
-    samples = I.build_planner_samples(records)
+    records = S.read_test_records(str(reference_dir / "alpha_umi" / "test" / "out_of_domain.json"))
+    samples = S.build_steps(records)
     assert len(records) == 400
-    kinds = Counter(P.parse_step(s["reference"]).plan for s in samples)
+    kinds = Counter(parse_step(s.reference).plan for s in samples)
     assert kinds == {"call": 1146, "finish": 294, "give up": 107}
     it = iter(samples)
     for rec in records:  # an independent spelling of DESIGN §3.6, turn by turn
@@ -108,25 +111,25 @@ def test_out_of_domain_steps_and_references(reference_dir):
             else:
                 nxt = turns[j + 1]
                 expected = "assistant: " + value + "</s>" + nxt["from"] + ": " + nxt["value"] + "</s>"
-            assert s["reference"] == expected
-            assert s["history"] == turns[:j]
-            assert s["dispath"] == P.history_text(turns[:j])
-            assert s["model_input"] == P.build_prompt("planner", rec["tools"], s["dispath"])
+            assert s.reference == expected
+            assert s.history == turns[:j]
+            assert s.dispatch == P.history_text(turns[:j])
+            assert s.prompt.text == P.planner_prompt(rec["tools"], s.dispatch)
     assert next(it, None) is None
 
 
 def test_backbone_samples_use_merged_history_and_targets():
-    samples = I.build_backbone_samples(RECORDS)
-    assert [s["reference"] for s in samples] == [
+    samples = S.build_steps(RECORDS, "backbone")
+    assert [s.reference for s in samples] == [
         'I should call the weather api.\nAction: get_weather_for_weather\nAction Input: {"city": "Paris"}',
         "I know the answer.\nconclusion: It is 21 degrees in Paris.",
         "No api for Mars.\nconclusion: give up.",
     ]
-    assert samples[1]["dispath"] == (
-        "user: What is the weather in Paris?</s>assistant: " + samples[0]["reference"] + "</s>"
+    assert samples[1].dispatch == (
+        "user: What is the weather in Paris?</s>assistant: " + samples[0].reference + "</s>"
         'observation: {"temp": 21}assistant: thinking without a route</s>'
     )
-    assert samples[1]["model_input"] == P.build_prompt("backbone", TOOLS, samples[1]["dispath"])
+    assert samples[1].prompt.text == P.backbone_prompt(TOOLS, samples[1].dispatch)
 
 
 # --- routing ------------------------------------------------------------------------------------
@@ -143,8 +146,9 @@ def test_backbone_samples_use_merged_history_and_targets():
     ],
 )
 def test_routing_cuts_after_the_first_marker(output, route, thought):
-    sample = I.build_planner_samples(RECORDS)[0]
-    assert I.route_sample(sample, output) == route
+    step = S.build_steps(RECORDS)[0]
+    assert S.route(step, output) == route
+    sample = step.record()
     if route == "give up":
         assert sample["predictions"] == thought and "planner_prediction" not in sample
         return
@@ -160,41 +164,42 @@ def test_routing_cuts_after_the_first_marker(output, route, thought):
 
 
 def test_prediction_strings_keep_the_paper_spelling():
-    assert I.prediction_string("caller", "t Next: caller.", "Action: a") == (
+    assert S.prediction_string("caller", "t Next: caller.", "Action: a") == (
         "asssitant: t Next: caller.</s>caller: Action: a"
     )
-    assert I.prediction_string("conclusion", "t", "ans") == "asssitant: t</s>conclusion: ans"
-    assert I.prediction_string("give up", "t Next: give up.", "ignored") == "t Next: give up."
+    assert S.prediction_string("conclusion", "t", "ans") == "asssitant: t</s>conclusion: ans"
+    assert S.prediction_string("give up", "t Next: give up.", "ignored") == "t Next: give up."
 
 
 def test_pipeline_orders_callers_then_give_ups_then_conclusions():
-    samples = I.build_planner_samples(RECORDS * 2)
+    samples = S.build_steps(RECORDS * 2)
     canned = {"planner": ["go Next: caller.", "end Next: conclusion.", "stop Next: give up."] * 2}
 
-    def fake_generate(role, batch, key):
-        assert all(key in s for s in batch)
+    def fake_generate(role, batch, prompts):
+        assert all(p is not None for p in prompts) and len(prompts) == len(batch)
         return canned["planner"] if role == "planner" else ["." if role == "caller" else "ok"] * len(batch)
 
-    callers, give_ups, summaries = I.run_pipeline(samples, fake_generate, I.DataArguments(data_path="x"))
-    assert [s["_idx"] for s in callers] == [0, 3]
-    assert [s["_idx"] for s in give_ups] == [2, 5]
-    assert [s["_idx"] for s in summaries] == [1, 4]
-    assert callers[0]["predictions"] == "asssitant: go Next: caller.</s>caller: ."
-    assert summaries[0]["predictions"] == "asssitant: end Next: conclusion.</s>conclusion: ok"
+    by_route = I.run_pipeline(samples, fake_generate)
+    callers, give_ups, summaries = by_route["caller"], by_route["give up"], by_route["conclusion"]
+    assert [s.index for s in callers] == [0, 3]
+    assert [s.index for s in give_ups] == [2, 5]
+    assert [s.index for s in summaries] == [1, 4]
+    assert callers[0].prediction == "asssitant: go Next: caller.</s>caller: ."
+    assert summaries[0].prediction == "asssitant: end Next: conclusion.</s>conclusion: ok"
 
 
 def test_history_truncation_keeps_tool_docs(tiny_model_dir):
     from glpft.modeling import load_tokenizer
 
     tok = load_tokenizer(tiny_model_dir)
-    sample = I.build_planner_samples(RECORDS)[1]
-    ids = tok.encode(sample["model_input"])
+    prompt = S.build_steps(RECORDS)[1].prompt
+    ids = tok.encode(prompt.text)
     budget = len(ids) - 10
-    left = I.encode_prompt(tok, sample, sample["model_input"], budget, "left")
+    left = encode_prompt(tok, prompt, budget, "left")
     assert left == ids[-budget:]
-    kept = I.encode_prompt(tok, sample, sample["model_input"], budget, "history")
+    kept = encode_prompt(tok, prompt, budget, "history")
     assert len(kept) == budget
-    head, _, tail = sample["_pieces"]
+    head, tail = prompt.head, prompt.tail
     assert kept[: len(tok.encode(head))] == tok.encode(head)  # BOS + template + tool docs survive
     assert tok.decode(kept).endswith(tail)
 
@@ -231,7 +236,7 @@ def test_backbone_baseline_run(tiny_model_dir, small_test_file, tmp_path):
     argv = [f"--backbone_model_name_or_path={tiny_model_dir}", f"--data_path={small_test_file}"]
     assert I.main(argv + [f"--output_dir={out}", "--max_new_tokens=4", "--prompt_prefix"]) == 0
     rows = json.loads((out / "predictions.json").read_text())
-    assert [r["reference"] for r in rows] == [s["reference"] for s in I.build_backbone_samples(RECORDS)]
+    assert [r["reference"] for r in rows] == [s.reference for s in S.build_steps(RECORDS, "backbone")]
     assert all(r["model_input"].startswith("system: You have assess") for r in rows)
     metrics = pytest.importorskip("glpft.metrics")
     metrics.compute_metrics(metrics.read_predictions(out / "predictions.json"), mode="backbone")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from glpft import cli
 from glpft.metrics import METRIC_KEYS, PredictionsFormatError, compute_metrics, read_predictions
+from glpft.metrics import main as metrics_main
 from glpft.prompts import EOS_TEXT, NEXT_CALLER, NEXT_CONCLUSION, NEXT_GIVE_UP
 
 TOOLS = [{"Name": "a_for_t", "function": "", "input": {}}, {"Name": "b_for_t", "function": "", "input": {}}]
@@ -366,7 +366,7 @@ def test_cli_writes_metrics_hallu_cases_and_report(tmp_path, capsys):
     ]
     src = _write(tmp_path / "predictions.json", records)
     out = tmp_path / "eval" / "metrics.json"
-    assert cli.main(["evaluate", "--input_path", str(src), "--output_path", str(out), "--report"]) == 0
+    assert metrics_main(["--input_path", str(src), "--output_path", str(out), "--report"]) == 0
     metrics = json.loads(out.read_text())
     assert tuple(metrics) == METRIC_KEYS and metrics["easy_f1"] == 1e-30  # wrong actions fill the easy list
     assert metrics["hallu_rate"] == pytest.approx(1 / 5, abs=TOL)
@@ -382,22 +382,20 @@ def test_cli_writes_metrics_hallu_cases_and_report(tmp_path, capsys):
     assert "Plan ACC" in capsys.readouterr().out
 
     with pytest.raises(SystemExit):  # never overwrite results without the flag
-        cli.main(["evaluate", "--input_path", str(src), "--output_path", str(out)])
-    assert cli.main(["evaluate", "--input_path", str(src), "--output_path", str(out), "--overwrite"]) == 0
+        metrics_main(["--input_path", str(src), "--output_path", str(out)])
+    assert metrics_main(["--input_path", str(src), "--output_path", str(out), "--overwrite"]) == 0
 
 
 def test_cli_names_hallu_cases_after_a_prefixed_metrics_file(tmp_path):
     src = _write(tmp_path / "predictions.json", [rec(GIVE_UP, pred_call("zz", "{}"))])
     for name, hallu in (("dev_metrics.json", "dev_hallu_cases.json"), ("scores.json", "hallu_cases.json")):
-        cli.main(["evaluate", "--input_path", str(src), "--output_path", str(tmp_path / name)])
+        metrics_main(["--input_path", str(src), "--output_path", str(tmp_path / name)])
         assert json.loads((tmp_path / hallu).read_text())[0]["predictions"].endswith("{}")
         assert "rouge" in json.loads((tmp_path / name).read_text())
 
 
 def test_cli_bad_file_exits_2_with_one_line(tmp_path, capsys):
     src = _write(tmp_path / "predictions.json", [{"tools": TOOLS, "reference": "x"}])
-    assert (
-        cli.main(["evaluate", "--input_path", str(src), "--output_path", str(tmp_path / "metrics.json")]) == 2
-    )
+    assert metrics_main(["--input_path", str(src), "--output_path", str(tmp_path / "metrics.json")]) == 2
     err = capsys.readouterr().err.strip()
     assert "record 0: missing field 'predictions'" in err and len(err.splitlines()) == 1

@@ -11,7 +11,7 @@ from glpft import prepro
 from glpft import prompts as P
 from glpft.formats import FormatError, JsonListWriter, iter_json_list
 
-ROLE_FILES = [f"train_{r}.json" for r in prepro.ROLES]
+ROLE_FILES = [f"train_{r}.json" for r in P.MODEL_ROLES]
 SYSTEM = {"role": "system", "content": "You are AutoGPT ..."}
 
 # --- synthetic raw ToolBench answers -----------------------------------------------------------
@@ -141,7 +141,7 @@ def test_give_up_backbone_sample_uses_its_own_history_even_as_first_step(tmp_pat
     samples = prepro.role_samples(stage2)
     (bb,) = samples["backbone"]
     assert bb["target"] == "I give up\nconclusion: give up."
-    expected = P.build_prompt("backbone", record["tools"], "user: Where is Paris?</s>")
+    expected = P.backbone_prompt(record["tools"], "user: Where is Paris?</s>")
     assert bb["input"] == expected
     assert samples["planner"][0]["target"] == "I give up\n " + P.NEXT_GIVE_UP
 
@@ -210,7 +210,7 @@ def test_tool_schema_conversion_truncates_like_the_original():
             "properties": {"a": {"type": "string", "description": "e" * 300}, "b": {"type": "number"}}
         },
     }
-    tool = prepro.convert_tool(long, "mem")
+    tool = P.tool_entry(long, "mem")
     assert tool["Name"] == "x" * 64 and len(tool["function"]) == 256
     assert tool["input"] == {"a": "string, " + "e" * 256, "b": "number"}
 

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from glpft import parsing
 from glpft import prompts as P
 
 TOOLS = [
@@ -45,14 +46,17 @@ def test_observation_turn_has_no_eos_but_others_do():
 
 
 def test_caller_prompt_substitutes_in_paper_order():
-    text = P.build_prompt("caller", TOOLS, history="user: q</s>", thought="th")
+    text = P.caller_prompt(TOOLS, "user: q</s>", "th")
     assert text.endswith("Action Input: the api call request. caller: ")
     assert "should be exactly in [a_for_t, b_for_t]" in text
-    assert "The thought of this step is:\nth\n" in text
-    assert P.build_prompt("planner", TOOLS, "h").endswith("give up. assistant: ")
     assert (
-        P.build_prompt("summarizer", TOOLS, "h")
-        == P.TEMPLATES["toolbench_summarizer"].replace("{history}", "h") + " conclusion: "
+        "The conversation history is:\nuser: q</s>assistant: th</s>\nThe thought of this step is:\nth\n"
+        in text
+    )
+    assert P.planner_prompt(TOOLS, "h").endswith("give up. assistant: ")
+    assert (
+        P.summarizer_prompt(TOOLS, "h", "t", speaker="planner")
+        == P.TEMPLATES["toolbench_summarizer"].replace("{history}", "hplanner: t</s>") + " conclusion: "
     )
 
 
@@ -71,40 +75,44 @@ def test_unknown_prompt_type_is_a_one_line_error():
     ],
 )
 def test_planner_output_is_cut_after_its_marker(text, thought, nxt, marker):
-    d = P.parse_planner_output(text)
+    d = parsing.parse_planner_output(text)
     assert (d.thought, d.next, d.had_marker) == (thought, nxt, marker)
 
 
 def test_clean_generation_maps_empty_and_punctuation_to_none():
-    assert P.clean_generation(": hi") == "hi"
-    assert P.clean_generation("  .") == "none"
-    assert P.clean_generation("") == "none"
+    assert parsing.clean_generation(": hi") == "hi"
+    assert parsing.clean_generation("  .") == "none"
+    assert parsing.clean_generation("") == "none"
 
 
 def test_parse_step_reads_calls_finishes_and_give_ups():
     call = 'assistant: think Next: caller.</s>caller: Action: a_for_t\nAction Input: {"x": 1}</s>'
-    assert P.parse_step(call) == P.ParsedStep("call", "a_for_t", '{"x": 1}')
+    assert parsing.parse_step(call) == parsing.ParsedStep("call", "a_for_t", '{"x": 1}')
     fin = "assistant: ok Next: conclusion.</s>conclusion: the answer</s>"
-    assert P.parse_step(fin) == P.ParsedStep("finish", answer="the answer")
-    assert P.parse_step("nope Next: give up.").plan == "give up"
-    assert P.parse_step("asssitant: t</s>caller: nothing here") == P.ParsedStep("call", "none", "{}")
+    assert parsing.parse_step(fin) == parsing.ParsedStep("finish", answer="the answer")
+    assert parsing.parse_step("nope Next: give up.").plan == "give up"
+    assert parsing.parse_step("asssitant: t</s>caller: nothing here") == parsing.ParsedStep(
+        "call", "none", "{}"
+    )
 
 
 def test_parse_backbone_step():
-    assert P.parse_backbone_step("t\nconclusion: give up.").plan == "give up"
-    assert P.parse_backbone_step("t\nconclusion: 42").answer == "42"
-    assert P.parse_backbone_step("t\nAction: a\nAction Input: {}") == P.ParsedStep("call", "a", "{}")
+    assert parsing.parse_backbone_step("t\nconclusion: give up.").plan == "give up"
+    assert parsing.parse_backbone_step("t\nconclusion: 42").answer == "42"
+    assert parsing.parse_backbone_step("t\nAction: a\nAction Input: {}") == parsing.ParsedStep(
+        "call", "a", "{}"
+    )
 
 
 def test_split_backbone_output_for_the_agent():
-    assert P.split_backbone_output("t\nAction: a\nAction Input: {}") == (
+    assert parsing.split_backbone_output("t\nAction: a\nAction Input: {}") == (
         "t",
         "caller",
         "Action: a\nAction Input: {}",
     )
-    assert P.split_backbone_output("t\nconclusion: 42") == ("t", "conclusion", "42")
-    assert P.split_backbone_output("t\nconclusion: give up.") == ("t", "give up", None)
-    assert P.split_backbone_output("just words") == ("just words", None, None)
+    assert parsing.split_backbone_output("t\nconclusion: 42") == ("t", "conclusion", "42")
+    assert parsing.split_backbone_output("t\nconclusion: give up.") == ("t", "give up", None)
+    assert parsing.split_backbone_output("just words") == ("just words", None, None)
 
 
 def test_strip_marker_removes_only_its_own_marker():
@@ -114,4 +122,4 @@ def test_strip_marker_removes_only_its_own_marker():
 def test_caller_turn_round_trips_through_parse_action():
     text = P.caller_turn("a_for_t", '{"x": 1}')
     assert text == 'Action: a_for_t\nAction Input: {"x": 1}'
-    assert P.parse_action(text) == ("a_for_t", '{"x": 1}')
+    assert parsing.parse_action(text) == ("a_for_t", '{"x": 1}')

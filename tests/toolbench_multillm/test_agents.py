@@ -7,15 +7,15 @@ import random
 
 import httpx
 
-from glpft.prompts import build_prompt
+from glpft import prompts as P
+from glpft.parsing import FINISH_NAME as FINISH
 from toolbench_multillm.agents import (
-    FINISH,
     Action,
     AlphaUmiAgent,
     BackboneAgent,
     OpenAIAgent,
+    Step,
     Task,
-    Turn,
 )
 
 TOOLS = [
@@ -60,9 +60,12 @@ def test_collab_agent_routes_planner_thought_to_caller_with_assistant_history():
     agent = AlphaUmiAgent(planner, caller, summarizer)
     action = agent.act(TASK, [])
     thought = "I should call the weather api. Next: caller."
-    assert planner.prompts == [build_prompt("planner", TOOLS, "user: What is the weather in Paris?</s>")]
-    history = "user: What is the weather in Paris?</s>assistant: " + thought + "</s>"
-    assert caller.prompts == [build_prompt("caller", TOOLS, history, thought)]
+    assert planner.prompts == [P.planner_prompt(TOOLS, "user: What is the weather in Paris?</s>")]
+    assert caller.prompts == [P.caller_prompt(TOOLS, "user: What is the weather in Paris?</s>", thought)]
+    assert (
+        "</s>assistant: " + thought + "</s>" + "\nThe thought of this step is:\n" + thought
+        in caller.prompts[0]
+    )
     assert summarizer.prompts == []
     assert (action.name, action.arguments) == ("get_weather_for_weather", '{"city": "Paris"}')
     assert action.thought == "I should call the weather api."
@@ -77,7 +80,13 @@ def test_collab_agent_uses_its_three_role_models_and_summarizer_template_fixes_u
     assert action.name == FINISH
     assert json.loads(action.arguments) == {"return_type": "give_answer", "final_answer": "It is 21 degrees."}
     history = "user: What is the weather in Paris?</s>assistant: done Next: conclusion.</s>"
-    assert summarizer.prompts == [build_prompt("summarizer", TOOLS, history)]
+    assert summarizer.prompts == [
+        P.summarizer_prompt(TOOLS, "user: What is the weather in Paris?</s>", "done Next: conclusion.")
+    ]
+    assert (
+        summarizer.prompts[0]
+        == P.TEMPLATES["toolbench_summarizer"].replace("{history}", history) + " conclusion: "
+    )
     assert caller.prompts == []
 
 
@@ -92,22 +101,21 @@ def test_collab_agent_give_up_becomes_finish_give_up_and_restart():
 
 def test_collab_history_after_a_step_is_the_training_format():
     agent = AlphaUmiAgent(Scripted("x Next: conclusion."), Scripted(), Scripted("ok"))
+    call = 'Action: get_weather_for_weather\nAction Input: {"city": "Paris"}'
     step = Action(
         "t",
         "get_weather_for_weather",
         '{"city": "Paris"}',
-        {
-            "planner": "t Next: caller.",
-            "caller": 'Action: get_weather_for_weather\nAction Input: {"city": "Paris"}',
-        },
+        {"planner": "t Next: caller.", "caller": call},
+        turns=[{"from": "assistant", "value": "t Next: caller."}, {"from": "caller", "value": call}],
     )
-    history = agent.history(TASK, [Turn(step, '{"temp": 21}', 0)])
+    history = agent.history(TASK, [Step(step, '{"temp": 21}', 0)])
     assert history == (
         "user: What is the weather in Paris?</s>assistant: t Next: caller.</s>"
         'caller: Action: get_weather_for_weather\nAction Input: {"city": "Paris"}</s>observation: {"temp": 21}'
     )
-    agent.act(TASK, [Turn(step, '{"temp": 21}', 0)])
-    assert agent.planner.prompts[0] == build_prompt("planner", TOOLS, history)
+    agent.act(TASK, [Step(step, '{"temp": 21}', 0)])
+    assert agent.planner.prompts[0] == P.planner_prompt(TOOLS, history)
 
 
 def test_planner_output_without_marker_goes_to_caller_with_marker_appended():
@@ -138,7 +146,7 @@ def test_garbage_generations_never_raise():
     for _ in range(200):
         outs = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(8)]
         agent = AlphaUmiAgent(Scripted(*outs), Scripted(*outs[::-1]), Scripted(*outs))
-        action = agent.act(TASK, [Turn(Action(None, "x", "{", {}), "obs", 1)])
+        action = agent.act(TASK, [Step(Action(None, "x", "{", {}), "obs", 1)])
         assert isinstance(action.name, str) and isinstance(action.arguments, str)
         b = BackboneAgent(Scripted(outs[0])).act(TASK, [])
         assert isinstance(b.name, str) and isinstance(b.arguments, str)
@@ -149,8 +157,8 @@ def test_backbone_agent_parses_call_conclusion_and_give_up():
     agent = BackboneAgent(model)
     a = agent.act(TASK, [])
     assert (a.thought, a.name, a.arguments) == ("Call it.", "get_weather_for_weather", '{"city": "Paris"}')
-    assert model.prompts[0] == build_prompt("backbone", TOOLS, "user: What is the weather in Paris?</s>")
-    history = agent.history(TASK, [Turn(a, "sunny", 0)])
+    assert model.prompts[0] == P.backbone_prompt(TOOLS, "user: What is the weather in Paris?</s>")
+    history = agent.history(TASK, [Step(a, "sunny", 0)])
     assert history == (
         "user: What is the weather in Paris?</s>assistant: Call it.\nAction: get_weather_for_weather\n"
         'Action Input: {"city": "Paris"}</s>observation: sunny'
@@ -195,7 +203,7 @@ def test_openai_agent_sends_tools_and_parses_tool_calls_without_leaking_the_key(
     http = httpx.Client(transport=httpx.MockTransport(handler))
     agent = OpenAIAgent("http://llm.test/v1/", "m", api_key="sk-secret", http_client=http)
     first = Action("t", "get_weather_for_weather", "{}", {})
-    action = agent.act(TASK, [Turn(first, "obs", 0)], diversity="[tried x]")
+    action = agent.act(TASK, [Step(first, "obs", 0)], diversity="[tried x]")
     request, body = seen[0]
     assert str(request.url) == "http://llm.test/v1/chat/completions"
     assert request.headers["authorization"] == "Bearer sk-secret"
@@ -209,5 +217,5 @@ def test_openai_agent_sends_tools_and_parses_tool_calls_without_leaking_the_key(
         42,
     )
     # the diversity note is request-only: the next request without it has no trailing user turn
-    agent.act(TASK, [Turn(first, "obs", 0)])
+    agent.act(TASK, [Step(first, "obs", 0)])
     assert seen[1][1]["messages"][-1]["role"] == "tool"

@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 
+from glpft.prompts import AGENT_ROLES
 from toolbench_multillm import demo
 
 
@@ -29,7 +30,7 @@ def test_quick_demo_runs_every_stage_and_writes_the_report(quick_run):
         "09_realtime_dfsdt",
     ]:
         assert (out / stage / ".done.json").exists(), stage
-    for role in demo.ROLES:
+    for role in AGENT_ROLES:
         assert (out / f"05_stage2_{role}" / "config.json").exists()
     report = (out / "report.md").read_text()
     assert "| α-UMi (trained) |" in report and "| untrained baseline |" in report

@@ -64,7 +64,7 @@ def test_finish_with_answer_sets_success_and_final_answer():
 
 def test_finish_give_up_and_bad_arguments():
     env = make_env(answer())
-    assert env.step("Finish", '{"return_type": "give_up_and_restart"}')[1] == E.GIVE_UP_STATUS
+    assert env.step("Finish", '{"return_type": "give_up_and_restart"}')[1] == E.GAVE_UP
     assert env.step("Finish", "{}")[1] == E.BAD_INPUT
     assert env.step("Finish", '{"return_type": "give_answer"}')[1] == E.BAD_INPUT
     assert env.success == 0
@@ -80,10 +80,7 @@ def test_finish_arguments_that_are_not_json_fall_back_to_substring_search():
     env = make_env(answer())
     obs, code = env.step("Finish", '{"return_type": "give_answer", "final_answer": "broken "quote"}')
     assert code == E.FINAL_ANSWER and env.final_answer.startswith("broken")
-    assert (
-        make_env(answer()).step("Finish", '{"return_type": "give_up_and_restart", oops')[1]
-        == E.GIVE_UP_STATUS
-    )
+    assert make_env(answer()).step("Finish", '{"return_type": "give_up_and_restart", oops')[1] == E.GAVE_UP
 
 
 def test_partial_or_empty_action_name_is_a_hallucination_not_an_endswith_match():

@@ -222,7 +222,7 @@ def test_position_biased_judge_scores_half(tmp_path):
 
 
 def test_tooleval_is_an_alpha_umi_subcommand():
-    from glpft.cli import COMMANDS
+    from toolbench_multillm.cli import COMMANDS
 
     assert COMMANDS["tooleval"][0] == "toolbench_multillm.tooleval"
 

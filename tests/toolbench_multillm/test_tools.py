@@ -125,13 +125,13 @@ def test_parameters_are_documented_only_with_a_required_parameter():
 
 
 def test_training_docs_use_the_preprocessing_converter():
-    from glpft.prepro import convert_tool
+    from glpft.prompts import tool_entry
 
     query = {
         "api_list": [{"category_name": "C", "tool_name": "T", "api_name": "Get ID", "api_description": "d"}]
     }
     toolset = build_toolset(query, docs="training")
-    assert toolset.prompt_tools == [convert_tool(toolset.apis[0].schema, "x")]
+    assert toolset.prompt_tools == [tool_entry(toolset.apis[0].schema, "x")]
     with pytest.raises(ValueError):
         build_toolset(query, docs="other")
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from glpft import cli
+from toolbench_multillm import cli
 
 
 @pytest.mark.parametrize("name", sorted(cli.COMMANDS))
@@ -24,5 +24,5 @@ def test_help_lists_subcommands_and_unknown_is_a_clear_error(capsys):
 
 
 def test_prepro_does_not_import_torch():
-    code = "import sys; from glpft import cli, prepro; assert 'torch' not in sys.modules"
+    code = "import sys; from glpft import prepro; from toolbench_multillm import cli; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,18 +1,23 @@
-"""The demo tool world: every API on good and bad input, registry-only dispatch, the scripted expert's
-trajectories (replayed against the tools), answer checking, determinism and preprocessing."""
+"""The demo's APIs: every API on good and bad input, registry-only dispatch, ToolBench docs, and the
+served tools giving the agent the observations the expert saw."""
 
 from __future__ import annotations
 
 import ast
 import json
-import random
 from pathlib import Path
 
 import pytest
 
-from glpft import prepro
-from toolbench_multillm import demo_world as W
-from toolbench_multillm.tools import build_toolset, function_name, load_queries, split_function_name
+from toolbench_multillm import demo_apis as A
+from toolbench_multillm import demo_data as D
+from toolbench_multillm.tools import (
+    build_toolset,
+    function_name,
+    load_queries,
+    split_function_name,
+    standardize,
+)
 
 N_TRAIN, N_TEST = 150, 25
 
@@ -137,21 +142,21 @@ BAD = {
 
 
 def _call(api: str, tool_input) -> dict:
-    return W.call_api(W._BY_API[api].tool, api, tool_input)
+    return A.call_api(A.API_BY_NAME[api].tool, api, tool_input)
 
 
 # --- the APIs --------------------------------------------------------------------------------
 
 
 def test_world_has_eight_categories_and_25_apis_with_unique_function_names():
-    assert len(W.REGISTRY) == 25
-    assert len({a.category for a in W._API_TABLE}) == 8
-    assert set(GOOD) == set(BAD) == set(W._BY_API)
-    names = [a.function_name for a in W._API_TABLE]
+    assert len(A.REGISTRY) == 25
+    assert len({a.category for a in A.API_TABLE}) == 8
+    assert set(GOOD) == set(BAD) == set(A.API_BY_NAME)
+    names = [a.function_name for a in A.API_TABLE]
     assert len(set(names)) == 25
-    for a in W._API_TABLE:
+    for a in A.API_TABLE:
         assert a.function_name == function_name(a.api, a.tool)
-        assert split_function_name(a.function_name) == (a.api, W.standardize(a.tool))
+        assert split_function_name(a.function_name) == (a.api, standardize(a.tool))
 
 
 @pytest.mark.parametrize("api", sorted(GOOD))
@@ -171,10 +176,10 @@ def test_every_api_reports_bad_input_as_an_error_response(api):
     assert out == {"error": message, "response": repr({"message": message})}
 
 
-@pytest.mark.parametrize("api", sorted(a.api for a in W._API_TABLE if a.required))
+@pytest.mark.parametrize("api", sorted(a.api for a in A.API_TABLE if a.required))
 def test_missing_required_parameter_is_named(api):
     tool_input = dict(GOOD[api][0])
-    first = W._BY_API[api].required[0][0]
+    first = A.API_BY_NAME[api].required[0][0]
     del tool_input[first]
     assert _call(api, tool_input)["error"] == f"Missing required parameter: {first}."
 
@@ -194,8 +199,8 @@ def test_inputs_are_coerced_like_a_web_api():
 
 def test_raw_and_standardised_names_reach_the_same_api():
     want = _call("current_weather", {"city": "Rome"})
-    assert W.call_api("Weather Table", "current_weather", {"city": "Rome"}) == want
-    assert W.call_api("weather_table", "current_weather", {"city": "Rome"}, category="Weather") == want
+    assert A.call_api("Weather Table", "current_weather", {"city": "Rome"}) == want
+    assert A.call_api("weather_table", "current_weather", {"city": "Rome"}, category="Weather") == want
 
 
 @pytest.mark.parametrize(
@@ -203,7 +208,7 @@ def test_raw_and_standardised_names_reach_the_same_api():
     [
         ("weather_table", "__import__"),
         ("weather_table", "eval"),
-        ("demo_world", "call_api"),
+        ("demo_apis", "call_api"),
         ("weather_table", "_lookup"),
         ("os", "system"),
         ("../../etc", "passwd"),
@@ -213,19 +218,19 @@ def test_raw_and_standardised_names_reach_the_same_api():
     ],
 )
 def test_call_api_dispatches_only_through_the_registry(tool, api):
-    out = W.call_api(tool, api, {"city": "Paris"})
+    out = A.call_api(tool, api, {"city": "Paris"})
     assert out["error"].startswith("No such API")
 
 
 def test_a_module_function_outside_the_registry_is_unreachable(monkeypatch):
-    monkeypatch.setattr(W, "evil", lambda **_: pytest.fail("called by name"), raising=False)
-    assert W.call_api("weather_table", "evil", {})["error"].startswith("No such API")
+    monkeypatch.setattr(A, "evil", lambda **_: pytest.fail("called by name"), raising=False)
+    assert A.call_api("weather_table", "evil", {})["error"].startswith("No such API")
 
 
 def test_api_docs_are_toolbench_entries_that_build_into_prompt_tools():
-    docs = W.api_docs()
+    docs = A.api_docs()
     assert len(docs) == 25
-    for doc, api in zip(docs, W._API_TABLE):
+    for doc, api in zip(docs, A.API_TABLE):
         assert set(doc) == {
             "category_name", "tool_name", "api_name", "api_description",
             "required_parameters", "optional_parameters", "method",
@@ -237,189 +242,18 @@ def test_api_docs_are_toolbench_entries_that_build_into_prompt_tools():
         # parameters are documented only when there is a required one (paper parity)
         assert api.required or not api.optional
     toolset = build_toolset({"api_list": docs}, docs="training")
-    assert [t["Name"] for t in toolset.prompt_tools] == [a.function_name for a in W._API_TABLE]
+    assert [t["Name"] for t in toolset.prompt_tools] == [a.function_name for a in A.API_TABLE]
     assert toolset.prompt_tools[0]["input"]["from_unit"] == "string, Unit to convert from"
 
 
-# --- answer checking -------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "values,answer,ok",
-    [
-        (["3.11"], "5 km is 3.11 mi.", True),
-        (["3.11"], "5 km is 3.1 mi.", False),
-        (["212"], "It is 212.0 F.", True),
-        (["2102650"], "Paris has 2,102,650 people.", True),
-        (["21"], "It is 210 C.", False),
-        (["21"], "It is 21.5 C.", False),
-        (["-5"], "It is -5 C.", True),
-        (["Lima", "17"], "The capital is lima and it is 17 C.", True),
-        (["Lima", "17"], "The capital is Lima.", False),
-        (["Aqua"], "Made by Aquatix.", False),
-        (["17 is prime"], "17 is not prime.", False),
-        (["18 is not prime"], "18 is not prime.", True),
-        (["2024-03-01"], "The date is 2024-03-01.", True),
-        (["3"], "The date is 2024-03-01.", False),
-        (["2024"], "The date is 2024-03-01.", False),
-        (["101"], "Product P101 is here.", False),
-        (["12"], "P101: 12 in stock", True),
-        (["x"], None, False),
-        ([], "anything", False),
-    ],
-)
-def test_check_answer_looks_for_every_ground_truth_value(values, answer, ok):
-    assert W.check_answer({"ground_truth": values}, answer) is ok
-    assert W.check_answer(values, answer) is ok
-
-
-def test_every_query_template_is_answered_by_its_reference_answer():
-    rng = random.Random(1)
-    for _ in range(400):
-        task = W.make_task(rng)
-        assert 1 <= len(task.steps) <= 4
-        assert task.values and W.check_answer(task.values, task.answer), task.query
-
-
-# --- generated data --------------------------------------------------------------------------
+# --- served from the tool server -------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("demo")
-    W.generate_demo_data(out, seed=0, n_train=N_TRAIN, n_test=N_TEST)
+    D.generate_demo_data(out, seed=0, n_train=N_TRAIN, n_test=N_TEST)
     return out
-
-
-def _answers(folder: Path) -> dict[str, dict]:
-    return {p.name: json.loads(p.read_text()) for p in sorted(folder.glob("*_demo.json"))}
-
-
-def test_every_generated_trajectory_replays_to_the_same_observations(demo):
-    answers = {**_answers(demo / "answer" / "G1_answer"), **_answers(demo / "test" / "answer" / "G1_answer")}
-    assert len(answers) == N_TRAIN + N_TEST
-    calls = 0
-    for name, answer in answers.items():
-        assert W.replay_mismatches(answer) == [], name
-        calls += sum(
-            1 for ch in answer["answer_generation"]["train_messages"] for m in ch if m["role"] == "function"
-        )
-    assert calls > N_TRAIN + N_TEST
-    # a tampered observation is caught
-    answer = next(iter(answers.values()))
-    chain = answer["answer_generation"]["train_messages"][-1]
-    obs = next(m for m in chain if m["role"] == "function")
-    obs["content"] = json.dumps({"error": "", "response": "{'forged': 1}"})
-    assert W.replay_mismatches(answer)
-
-
-def test_expert_trajectories_have_toolbench_shape_with_fixes_restarts_and_give_ups(demo):
-    kinds = {"restart": 0, "fix": 0, "give_up": 0, "clean": 0}
-    for answer in _answers(demo / "answer" / "G1_answer").values():
-        gen = answer["answer_generation"]
-        names = {f["name"] for f in gen["function"]}
-        assert "Finish" in names
-        *abandoned, chosen = gen["train_messages"]
-        for chain in gen["train_messages"]:
-            assert [m["role"] for m in chain[:2]] == ["system", "user"]
-            assert chain[1]["content"] == f"\n{gen['query']}\nBegin!\n"
-            for m in chain[2:]:
-                assert m["role"] in ("assistant", "function")
-                if m["role"] == "assistant":
-                    assert m["function_call"]["name"] in names
-                    assert m["content"].endswith(".") and len(m["content"]) < 160
-                    json.loads(m["function_call"]["arguments"])
-            assert chain[-1]["function_call"]["name"] == "Finish"
-            assert chain[:2] == chosen[:2]
-        for chain in abandoned:
-            assert json.loads(chain[-1]["function_call"]["arguments"]) == {"return_type": W.GIVE_UP}
-        final = json.loads(chosen[-1]["function_call"]["arguments"])
-        if final["return_type"] == W.GIVE_ANSWER:
-            assert gen["finish_type"] == "give_answer" and json.loads(gen["final_answer"]) == final
-        else:
-            assert gen["finish_type"] == "give_up" and gen["final_answer"] == ""
-            kinds["give_up"] += 1
-        errors = sum(1 for m in chosen if m["role"] == "function" and json.loads(m["content"])["error"])
-        kinds["restart"] += bool(abandoned)
-        kinds["fix"] += final["return_type"] == W.GIVE_ANSWER and errors > 0
-        kinds["clean"] += not abandoned and errors == 0
-    assert all(n >= 5 for n in kinds.values()), kinds
-    assert kinds["clean"] > N_TRAIN / 2
-
-
-def test_test_queries_are_held_out_solvable_and_in_stabletoolbench_format(demo):
-    path = demo / "queries" / "test.json"
-    records = json.loads(path.read_text())
-    queries = load_queries(path)
-    assert len(queries) == len(records) == N_TEST
-    ids = json.loads((demo / "test_query_ids" / "G1_demo.json").read_text())
-    assert list(ids) == [q.query_id for q in queries]
-    train_queries = {
-        a["answer_generation"]["query"] for a in _answers(demo / "answer" / "G1_answer").values()
-    }
-    tests = _answers(demo / "test" / "answer" / "G1_answer")
-    for record, query in zip(records, queries):
-        assert query.query not in train_queries
-        assert W.check_answer(record, record["reference_answer"])
-        assert 1 <= len(record["relevant APIs"]) <= 4
-        gen = tests[f"{query.query_id}_demo.json"]["answer_generation"]
-        assert gen["query"] == query.query and gen["finish_type"] == "give_answer"
-        assert W.check_answer(record, json.loads(gen["final_answer"])["final_answer"])
-        # the real-time toolset of the query offers exactly the functions of its expert trajectory
-        toolset = build_toolset(query)
-        assert [f["name"] for f in toolset.functions] == [f["name"] for f in gen["function"]]
-
-
-def test_same_seed_writes_identical_files_and_another_seed_does_not(tmp_path):
-    def snapshot(out: Path) -> dict[str, bytes]:
-        return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
-
-    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
-    for out, seed in ((a, 3), (b, 3), (c, 4)):
-        W.generate_demo_data(out, seed=seed, n_train=40, n_test=10)
-    assert snapshot(a) == snapshot(b)
-    assert len(snapshot(a)) == 40 + 10 + 2  # answers, test answers, queries + ids
-    assert snapshot(a) != snapshot(c)
-
-
-def test_held_out_queries_do_not_depend_on_the_training_set_size(tmp_path):
-    W.generate_demo_data(tmp_path / "small", seed=0, n_train=5, n_test=8)
-    W.generate_demo_data(tmp_path / "large", seed=0, n_train=30, n_test=8)
-    for name in ("queries/test.json", "test_query_ids/G1_demo.json"):
-        assert (tmp_path / "small" / name).read_bytes() == (tmp_path / "large" / name).read_bytes()
-    with pytest.raises(ValueError):
-        W.generate_demo_data(tmp_path / "bad", n_train=0)
-
-
-def test_existing_demo_data_is_kept_unless_overwrite(tmp_path):
-    W.generate_demo_data(tmp_path, seed=0, n_train=12, n_test=3)
-    with pytest.raises(FileExistsError):
-        W.generate_demo_data(tmp_path, seed=0, n_train=12, n_test=3)
-    W.generate_demo_data(tmp_path, seed=1, n_train=5, n_test=2, overwrite=True)
-    assert len(list((tmp_path / "answer" / "G1_answer").iterdir())) == 5  # stale files removed
-    assert len(list((tmp_path / "test" / "answer" / "G1_answer").iterdir())) == 2
-
-
-def test_main_writes_the_data_set(tmp_path, capsys):
-    assert W.main(["--out", str(tmp_path), "--n-train", "4", "--n-test", "2", "--seed", "7"]) == 0
-    assert "4 training trajectories" in capsys.readouterr().out
-    assert (tmp_path / "queries" / "test.json").is_file()
-    assert W.main(["--out", str(tmp_path), "--n-train", "4"]) == 2  # exists: one line, no traceback
-    assert "--overwrite" in capsys.readouterr().err
-
-
-def test_preprocessing_keeps_every_generated_trajectory(demo, tmp_path):
-    summary = prepro.run(str(tmp_path / "train"), data_dir=str(demo), progress=False)
-    assert (summary.read, summary.kept, summary.excluded) == (N_TRAIN, N_TRAIN, 0)
-    assert sum(summary.skipped.values()) == 0
-    assert summary.stats["give_up"] > 0 and summary.stats["finish"] > 0
-    assert summary.stats["text_only_assistant"] == summary.stats["assistant_without_route"] == 0
-    assert all(summary.samples[r] > 0 for r in prepro.ROLES)
-    # the held-out trajectories form a second data dir (the static test set)
-    summary = prepro.run(
-        str(tmp_path / "test"), data_dir=str(demo / "test"), exclude_test_ids=False, progress=False
-    )
-    assert summary.kept == N_TEST and sum(summary.skipped.values()) == 0
 
 
 def test_served_tools_give_the_agent_the_observations_it_was_trained_on(demo, tmp_path):
@@ -431,7 +265,7 @@ def test_served_tools_give_the_agent_the_observations_it_was_trained_on(demo, tm
     from toolbench_multillm.server import ServerConfig, create_app
 
     registry = ToolRegistry()
-    assert W.register_demo_tools(registry) == 25
+    assert A.register_demo_tools(registry) == 25
     config = ServerConfig(cache=ResponseCache(tmp_path / "cache.sqlite"), registry=registry)
     query = load_queries(demo / "queries" / "test.json")[0]
     gen = json.loads((demo / "test" / "answer" / "G1_answer" / f"{query.query_id}_demo.json").read_text())
@@ -447,7 +281,7 @@ def test_served_tools_give_the_agent_the_observations_it_was_trained_on(demo, tm
             assert observation == json.dumps(json.loads(function["content"])["response"])
             assert status == 0
         # an error reaches the agent as its message text (the server keeps only the response)
-        api = next(a for a in W._API_TABLE if a.function_name in env.toolset.by_name and a.required)
+        api = next(a for a in A.API_TABLE if a.function_name in env.toolset.by_name and a.required)
         observation, status = env.step(api.function_name, "{}")
         message = f"Missing required parameter: {api.required[0][0]}."
         assert json.loads(observation) == repr({"message": message})

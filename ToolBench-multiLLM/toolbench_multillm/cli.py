@@ -1,6 +1,7 @@
 """`alpha-umi <subcommand> …`: one console command dispatching to each job's ``main(argv)``.
 
-Modules are imported lazily so that e.g. ``alpha-umi prepro`` never imports torch.
+It lives in ``toolbench_multillm`` because it must name the jobs of both packages (``glpft`` never
+names this one). Modules are imported lazily so that e.g. ``alpha-umi prepro`` never imports torch.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def usage() -> str:
     width = max(map(len, COMMANDS))
-    lines = ["usage: alpha-umi <subcommand> [options]", "", "subcommands:"]
+    lines = ["usage: alpha-umi <subcommand> [options]    (alpha-umi --version)", "", "subcommands:"]
     lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
     return "\n".join(lines)
 
@@ -35,6 +36,14 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"alpha-umi {version('alpha-umi')}")
+        except PackageNotFoundError:
+            print("alpha-umi (not installed as a distribution)")
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:

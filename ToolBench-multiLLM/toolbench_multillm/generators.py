@@ -1,0 +1,132 @@
+"""Local causal LMs as the agents' generators (``glpft.generation`` underneath), and loading them.
+
+Real-time prompts are fitted to the context exactly as the original's ``generate_stream``: the prompt's
+ids are left-truncated to the last ``context_length - max_new_tokens - 8`` ids, BOS included in what may
+be cut (DESIGN §4.2); ``keep_bos=True`` keeps a leading BOS instead (not the paper's behaviour).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from typing import Any
+
+from glpft.parsing import cut_eos
+from glpft.prompts import prompt_budget, truncate_ids
+from toolbench_multillm.agents import Completion
+
+log = logging.getLogger(__name__)
+
+
+class ModelGenerator:
+    """A local causal LM as an agent :class:`~toolbench_multillm.agents.Generator`.
+
+    Each prompt's sampling seed is derived from its text and how often that text was seen, so DFSDT
+    siblings differ and runs are reproducible. Calls are serialised (one model, many worker threads).
+    """
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        config=None,
+        context_length: int = 4096,
+        batch_size: int = 8,
+        seed: int = 0,
+        keep_bos: bool = False,
+    ):
+        from glpft.generation import DecodingConfig
+        from glpft.modeling import stop_token_ids
+
+        self.model, self.tokenizer = model, tokenizer
+        self.config = config or DecodingConfig()
+        max_pos = getattr(getattr(model, "config", None), "max_position_embeddings", None) or context_length
+        self.context_length = min(context_length, int(max_pos))
+        self.batch_size = batch_size
+        self.seed = seed
+        self.keep_bos = keep_bos
+        self.stop_ids = stop_token_ids(tokenizer, model)
+        self._seen: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def budget(self) -> int:
+        """Prompt ids that fit: ``context_length - max_new_tokens - 8``."""
+        return prompt_budget(self.context_length, self.config.max_new_tokens)
+
+    def encode(self, prompt: str) -> list[int]:
+        """The ids fed to the model for ``prompt`` (the tokenizer's BOS, then left truncation)."""
+        ids = self.tokenizer(prompt).input_ids
+        return truncate_ids(ids, self.budget, self.tokenizer.bos_token_id, self.keep_bos)
+
+    def _seed(self, prompt: str) -> int:
+        digest = int.from_bytes(hashlib.sha256(prompt.encode("utf-8")).digest()[:4], "little")
+        n = self._seen.get(digest, 0)
+        self._seen[digest] = n + 1
+        return (self.seed * 1_000_003 + digest + n * 7919) % (2**31)
+
+    def generate(self, prompts: list[str]) -> list[Completion]:
+        from glpft.generation import generate
+
+        with self._lock:
+            full = [self.tokenizer(p).input_ids for p in prompts]
+            ids = [truncate_ids(x, self.budget, self.tokenizer.bos_token_id, self.keep_bos) for x in full]
+            seeds = [self._seed(p) for p in prompts]
+            out = generate(
+                self.model,
+                ids,
+                stop_ids=self.stop_ids,
+                pad_id=self.tokenizer.pad_token_id,
+                config=self.config,
+                batch_size=self.batch_size,
+                seeds=seeds,
+            )
+        return [
+            Completion(
+                cut_eos(self.tokenizer.decode(o, skip_special_tokens=True)).strip(),
+                prompt_tokens=len(x),
+                completion_tokens=len(o),
+                dropped_tokens=len(f) - len(x),
+            )
+            for f, x, o in zip(full, ids, out)
+        ]
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+
+def torch_dtype(name: str, device: str):
+    """``auto`` → bf16 on a GPU, fp32 on the CPU; else bf16 / fp16 / fp32."""
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
+
+
+def load_generators(
+    specs: dict[str, tuple[str, bool, str]],
+    config: Any,
+    dtype: str = "auto",
+    context_length: int = 4096,
+    seed: int = 0,
+    keep_bos: bool = False,
+) -> dict[str, ModelGenerator]:
+    """role → generator for ``{role: (path, use_lora, device)}``; roles with the same spec share one model."""
+    from glpft.modeling import load_model_and_tokenizer
+
+    loaded: dict[tuple[str, bool, str], ModelGenerator] = {}
+    out = {}
+    for role, spec in specs.items():
+        if spec not in loaded:
+            path, use_lora, device = spec
+            log.info("loading %s model from %s on %s", role, path, device)
+            model, tok = load_model_and_tokenizer(
+                path, use_lora, dtype=torch_dtype(dtype, device), device=device
+            )
+            loaded[spec] = ModelGenerator(
+                model, tok, config, context_length=context_length, seed=seed, keep_bos=keep_bos
+            )
+        out[role] = loaded[spec]
+    return out
