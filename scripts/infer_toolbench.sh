@@ -4,18 +4,18 @@
 # NNODE GPUs, one shard each (the paper: 8). Each domain is ~1.5k steps; with 7B roles in bf16 on
 # 8 A100/H100 expect roughly 5-15 minutes per domain (estimate; greedy, batched, 512 new tokens max).
 # Variables as in the paper's inference_toolbench.sh; override any of them from the environment.
-# Single-LLM baseline: BACKBONE_PATH=saved_models/backbone bash scripts/infer_toolbench.sh
+# Single-LLM baseline: BACKBONE_PATH=saved_models/toolbench/backbone bash scripts/infer_toolbench.sh
 set -euo pipefail
 
 NNODE=${NNODE:-8}
 PORT=${PORT:-12345}
 
-PLAN_PATH=${PLAN_PATH:-saved_models/planner}
-CAL_PATH=${CAL_PATH:-saved_models/caller}
-SUM_PATH=${SUM_PATH:-saved_models/summarizer}
+PLAN_PATH=${PLAN_PATH:-saved_models/toolbench/planner}            # where scripts/train_toolbench.sh writes
+CAL_PATH=${CAL_PATH:-saved_models/toolbench/caller}
+SUM_PATH=${SUM_PATH:-saved_models/toolbench/summarizer}
 BACKBONE_PATH=${BACKBONE_PATH:-}                       # set → single-LLM baseline instead of the three roles
 
-TEST_DIR=${TEST_DIR:-data/glpft/toolbench/test}        # holds in_domain.json and out_of_domain.json
+TEST_DIR=${TEST_DIR:-data/glpft/toolbench/test}        # in_domain.json, out_of_domain.json (α-UMi repo: GLPFT/dataset/toolbench/test/)
 LAB_DIR=${LAB_DIR:-output_res/toolbench}
 P_TYPE_PLAN=${P_TYPE_PLAN:-toolbench_planner}
 P_TYPE_CAL=${P_TYPE_CAL:-toolbench_caller}

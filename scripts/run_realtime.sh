@@ -10,11 +10,11 @@
 set -euo pipefail
 
 DATA_DIR=${DATA_DIR:-data/toolbench/data}
-QUERY_DIR=${QUERY_DIR:-$DATA_DIR/test_instructions}                  # <group>.json query files
+QUERY_DIR=${QUERY_DIR:-data/stabletoolbench/solvable_queries/test_instruction}  # <group>.json query files
 TOOL_ROOT_DIR=${TOOL_ROOT_DIR-$DATA_DIR/toolenv/tools}                # API docs; absent or empty: the query files' api_list
-PLAN_PATH=${PLAN_PATH:-GLPFT/saved_models/planner}
-CAL_PATH=${CAL_PATH:-GLPFT/saved_models/caller}
-SUM_PATH=${SUM_PATH:-GLPFT/saved_models/summarizer}
+PLAN_PATH=${PLAN_PATH:-saved_models/toolbench/planner}                 # where scripts/train_toolbench.sh writes
+CAL_PATH=${CAL_PATH:-saved_models/toolbench/caller}
+SUM_PATH=${SUM_PATH:-saved_models/toolbench/summarizer}
 USE_LORA=${USE_LORA:-false}
 USE_MULTI_GPU=${USE_MULTI_GPU:-true}
 EXP_NAME=${EXP_NAME:-multi-llm-agent}

@@ -17,7 +17,6 @@ Three batching modes share one collator:
 from __future__ import annotations
 
 import bisect
-import json
 import logging
 import os
 import random
@@ -30,7 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from glpft.formats import RoleSample
+from glpft.formats import FormatError, RoleSample, loads_json, read_json
 from glpft.prompts import TRAIN_PREFIX
 
 log = logging.getLogger(__name__)
@@ -39,8 +38,8 @@ IGNORE_INDEX = -100
 DATA_SUFFIXES = (".json", ".jsonl")
 
 
-class DataError(ValueError):
-    """A data file or record that cannot be used; the message names the file and the field."""
+class DataError(FormatError):
+    """A training data path, file or record that cannot be used (the project's bad-input error)."""
 
 
 # --- reading -------------------------------------------------------------------------------------
@@ -81,18 +80,16 @@ def read_role_file(path: str | os.PathLike) -> list[RoleSample]:
     """Role samples of one ``.json`` (a list) or ``.jsonl`` (one object a line) file, validated."""
     path = Path(path)
     try:
-        with open(path, encoding="utf-8") as f:
-            if path.suffix == ".jsonl":
-                rows = [(f"{path}:{n}", json.loads(line)) for n, line in enumerate(f, 1) if line.strip()]
-            else:
-                data = json.load(f)
-                if not isinstance(data, list):
-                    raise DataError(
-                        f"{path}: expected a JSON list of role samples, got {type(data).__name__}"
-                    )
-                rows = [(f"{path}[{i}]", rec) for i, rec in enumerate(data)]
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: not valid JSON ({e})") from None
+        if path.suffix == ".jsonl":
+            with open(path, "rb") as f:
+                lines = [(n, line) for n, line in enumerate(f, 1) if line.strip()]
+            rows = [(f"{path}:{n}", loads_json(line, f"{path}:{n}")) for n, line in lines]
+        else:
+            rows = [(f"{path}[{i}]", rec) for i, rec in enumerate(read_json(path, expect=list))]
+    except FormatError as e:
+        raise DataError(str(e), e.reason) from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
     return [_check_record(rec, where) for where, rec in rows]
 
 

@@ -91,7 +91,7 @@ def loads_json(text: str | bytes, where_: str) -> Any:
     try:
         return json.loads(text)
     except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise FormatError(f"{where_}: not JSON ({_json_problem(e)})", "not JSON") from None
+        raise FormatError(f"{where_}: not valid JSON ({_json_problem(e)})", "not JSON") from None
 
 
 def read_json(path: str | os.PathLike, expect: type | tuple[type, ...] | None = None) -> Any:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
-from glpft.formats import write_text_atomic
+from glpft.formats import FormatError, read_json, write_text_atomic
 from glpft.parsing import ParsedStep, parse_backbone_step, parse_step
 
 MODES = ("multi_agent", "backbone")
@@ -50,7 +50,7 @@ class PredictionRecord(TypedDict, total=False):
     predictions: str
 
 
-class PredictionsFormatError(ValueError):
+class PredictionsFormatError(FormatError):
     """A predictions file or record that cannot be scored; the message names file, record and field."""
 
 
@@ -82,11 +82,9 @@ def read_predictions(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Read and validate predictions.json (a JSON list of records, as written by ``alpha-umi infer``)."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PredictionsFormatError(f"{path}: file not found") from None
-    except json.JSONDecodeError as e:
-        raise PredictionsFormatError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        data = read_json(path)
+    except FormatError as e:
+        raise PredictionsFormatError(str(e), e.reason) from None
     if not isinstance(data, list):
         raise PredictionsFormatError(
             f"{path}: expected a JSON list of prediction records, got {type(data).__name__}"

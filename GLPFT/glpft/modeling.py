@@ -13,13 +13,15 @@ import logging
 import os
 from pathlib import Path
 
+from glpft.formats import FormatError
+
 log = logging.getLogger(__name__)
 
 #: Files any one of which makes a folder loadable by ``AutoTokenizer``.
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json")
 
 
-class ModelFolderError(ValueError):
+class ModelFolderError(FormatError):
     """A model or adapter folder that cannot be loaded; the message names the folder and the file."""
 
 

@@ -23,8 +23,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from glpft.parsing import FINISH_NAME, parse_function_content
+from glpft.prompts import as_text
 from toolbench_multillm.tools import (
-    FINISH_NAME,
     function_name,
     pure_api_name,
     split_function_name,
@@ -197,43 +198,6 @@ class ResponseCache:
 # --- seeding from ToolBench trajectories -----------------------------------------------------
 
 
-def _decode_truncated_string(text: str, truncated: bool = False) -> str:
-    """Decode a JSON string body cut off anywhere (observations were truncated to 1024 chars + "...")."""
-    if truncated and text.endswith("..."):
-        text = text[:-3]
-    for cut in range(len(text), max(len(text) - 8, -1), -1):
-        try:
-            return json.loads('"' + text[:cut] + '"', strict=False)
-        except json.JSONDecodeError:
-            continue
-    return text
-
-
-def parse_function_content(content: Any) -> tuple[str, str] | None:
-    """(error, response) of a function message's content ``{"error", "response"}`` (also when truncated)."""
-    if isinstance(content, dict):
-        data = content
-    elif isinstance(content, str):
-        try:
-            data = json.loads(content, strict=False)
-        except json.JSONDecodeError:
-            key = '"response": "'
-            if key not in content:
-                return None
-            error, ekey, sep = "", '{"error": "', '", "response": "'
-            if content.startswith(ekey) and sep in content:
-                error = _decode_truncated_string(content[len(ekey) : content.index(sep)])
-            return error, _decode_truncated_string(content[content.index(key) + len(key) :], truncated=True)
-    else:
-        return None
-    if not isinstance(data, dict) or "response" not in data:
-        return None
-    error, response = data.get("error", ""), data["response"]
-    return (error if isinstance(error, str) else json.dumps(error)), (
-        response if isinstance(response, str) else json.dumps(response)
-    )
-
-
 def calls_from_answer(answer: dict[str, Any]) -> Iterator[tuple[str, str, Any, str, str]]:
     """(tool, api, input, error, response) of every real tool call in one answer file.
 
@@ -257,11 +221,14 @@ def calls_from_answer(answer: dict[str, Any]) -> Iterator[tuple[str, str, Any, s
             name = call.get("name")
             if not isinstance(name, str) or name == FINISH_NAME or name not in offered:
                 continue
-            parsed = parse_function_content(msg.get("content"))
-            if parsed is None or parsed[0].startswith(_ENV_ERRORS):
+            parsed = parse_function_content(msg.get("content"), fallback="decode")
+            if parsed is None:
+                continue
+            error, response = as_text(parsed.error or ""), as_text(parsed.response)
+            if error.startswith(_ENV_ERRORS):
                 continue
             api, tool = split_function_name(name)
-            yield tool, api, call.get("arguments", "{}"), parsed[0], parsed[1]
+            yield tool, api, call.get("arguments", "{}"), error, response
 
 
 def build_cache(answers_dir: str, cache_path: str) -> Counter:

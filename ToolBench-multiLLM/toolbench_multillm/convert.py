@@ -17,6 +17,8 @@ import re
 from pathlib import Path
 from typing import Any, TypedDict
 
+from glpft.parsing import ABSENT, FINISH_NAME, parse_finish
+
 log = logging.getLogger(__name__)
 
 
@@ -71,7 +73,11 @@ def steps_from_messages(messages: list[dict]) -> list[Step]:
             continue
         name = call.get("name", "")
         response: Any = ""
-        if name != "Finish" and i + 1 < len(messages) and messages[i + 1].get("role") in ("function", "tool"):
+        if (
+            name != FINISH_NAME
+            and i + 1 < len(messages)
+            and messages[i + 1].get("role") in ("function", "tool")
+        ):
             response = messages[i + 1].get("content", "")
         steps.append(_tool_step(name, call.get("arguments", ""), response))
     return steps
@@ -90,7 +96,7 @@ def steps_from_search_nodes(nodes: list[dict]) -> list[Step]:
             name = node.get("description", "")
             nxt = nodes[i + 1] if i + 1 < len(nodes) else None
             if nxt is not None and nxt.get("node_type") == "Action Input":
-                response = "" if name == "Finish" else nxt.get("observation", "")
+                response = "" if name == FINISH_NAME else nxt.get("observation", "")
                 steps.append(_tool_step(name, nxt.get("description", ""), response))
                 i += 1
             else:  # an action the search never executed
@@ -237,7 +243,7 @@ def has_finish(answer: ConvertedBody) -> bool:
     if not nodes:
         return False
     call = tool_call(nodes[-1])
-    return bool(call) and call.get("name") == "Finish"
+    return bool(call) and call.get("name") == FINISH_NAME
 
 
 def final_answer_text(answer: ConvertedBody) -> str:
@@ -245,7 +251,7 @@ def final_answer_text(answer: ConvertedBody) -> str:
     candidates = [answer.get("final_answer") or ""]
     nodes = answer_chain(answer)
     call = tool_call(nodes[-1]) if nodes else None
-    if call and call.get("name") == "Finish":
+    if call and call.get("name") == FINISH_NAME:
         candidates.append(call.get("arguments") or "")
     for raw in candidates:
         if not isinstance(raw, str):
@@ -254,12 +260,13 @@ def final_answer_text(answer: ConvertedBody) -> str:
             continue
         try:
             value = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             return raw
         if isinstance(value, dict):
-            if value.get("final_answer"):
-                return str(value["final_answer"])
-            if value.get("return_type") == "give_up_and_restart":
+            finish = parse_finish(value)
+            if finish.final_answer is not ABSENT and finish.final_answer:
+                return str(finish.final_answer)
+            if finish.gives_up:
                 return "(gave up)"
             continue
         return raw

@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 
 from glpft.chat import ChatClient, EndpointUnavailable, content_of
+from glpft.parsing import FINISH_NAME
 from toolbench_multillm.convert import ConvertedBody, answer_chain, final_answer_text, tool_call
 
 log = logging.getLogger(__name__)
@@ -212,7 +213,7 @@ def render_answer(answer: ConvertedBody, max_response_chars: int = 1024) -> str:
         if role == "tool":
             call = tool_call(node) or {}
             step += 1
-            if call.get("name") == "Finish":
+            if call.get("name") == FINISH_NAME:
                 lines.append(f"Step {step}: Finish({call.get('arguments', '')})")
                 continue
             response = str(call.get("response", ""))

@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -180,13 +181,23 @@ def cmd_pass_rate(args: argparse.Namespace) -> int:
             ids, (answers,) = found
             meta = _meta(args, model=model, group=group)
             store = LabelStore(save / f"{group}_{model}.json", meta, overwrite=args.overwrite)
-            try:
-                pass_rate_group(answers, ids, store, judge, args.evaluate_times, args.max_eval_threads)
-            except (JudgeUnavailable, KeyboardInterrupt) as e:
-                print(f"stopped: {e}\nlabels so far are saved in {save}; rerun to resume", file=sys.stderr)
+            job = partial(
+                pass_rate_group, answers, ids, store, judge, args.evaluate_times, args.max_eval_threads
+            )
+            if not _judged(job, save):
                 return 1
             summary["groups"][group] = summarise(store, ids, args.evaluate_times)
         return _finish(args, summary, save / f"{model}_pass_rate_summary.json", judge)
+
+
+def _judged(job: Any, save: Path) -> bool:
+    """Run one group's judging; a judge outage or Ctrl-C stops the run, keeping the labels saved so far."""
+    try:
+        job()
+    except (JudgeUnavailable, KeyboardInterrupt) as e:
+        print(f"stopped: {e}\nlabels so far are saved in {save}; rerun to resume", file=sys.stderr)
+        return False
+    return True
 
 
 def cmd_win_rate(args: argparse.Namespace) -> int:
@@ -212,19 +223,11 @@ def cmd_win_rate(args: argparse.Namespace) -> int:
             ]
             meta = _meta(args, model=cand, reference_model=ref, group=group)
             store = LabelStore(save / f"{group}_{cand}_vs_{ref}.json", meta, overwrite=args.overwrite)
-            try:
-                win_rate_group(
-                    cand_answers,
-                    ref_answers,
-                    ids,
-                    store,
-                    judge,
-                    args.evaluate_times,
-                    args.max_eval_threads,
-                    *pass_files,
-                )
-            except (JudgeUnavailable, KeyboardInterrupt) as e:
-                print(f"stopped: {e}\nlabels so far are saved in {save}; rerun to resume", file=sys.stderr)
+            job = partial(
+                win_rate_group, cand_answers, ref_answers, ids, store, judge, args.evaluate_times,
+                args.max_eval_threads, *pass_files,
+            )  # fmt: skip
+            if not _judged(job, save):
                 return 1
             summary["groups"][group] = summarise(store, ids, args.evaluate_times)
         return _finish(args, summary, save / f"{cand}_vs_{ref}_win_rate_summary.json", judge)

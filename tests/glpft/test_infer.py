@@ -322,3 +322,28 @@ def test_lora_adapter_folder_is_merged_at_load(tiny_model_dir, tmp_path):
         expected = peft_model(input_ids=ids).logits
         assert torch.allclose(model(input_ids=ids).logits, expected, atol=1e-5)
     assert not hasattr(model, "peft_config")
+
+
+def test_save_prompts_writes_every_model_input_with_its_token_count(
+    tiny_model_dir, small_test_file, tmp_path
+):
+    from glpft.modeling import load_tokenizer
+
+    out = tmp_path / "out"
+    assert (
+        I.main(args_for(tiny_model_dir, small_test_file, out, "--save_prompts", "--max_input_length=64")) == 0
+    )
+    rows = json.loads((out / "predictions.json").read_text())
+    logged = [json.loads(line) for line in (out / "prompts.jsonl").read_text().splitlines()]
+    planner = [r for r in logged if r["role"] == "planner"]
+    steps = S.build_steps(RECORDS)
+    assert [r["sample"] for r in planner] == [s.index for s in steps]
+    assert [r["text"] for r in planner] == [s.prompt.text for s in steps]
+    expected = {r["model_input_for_caller"] for r in rows if "model_input_for_caller" in r}
+    expected |= {r["model_input_for_summarizer"] for r in rows if "model_input_for_summarizer" in r}
+    assert {r["text"] for r in logged if r["role"] != "planner"} == expected
+    tok = load_tokenizer(tiny_model_dir)
+    assert all(r["tokens"] == min(64, len(tok.encode(r["text"]))) for r in logged)
+    assert not (tmp_path / "plain" / "prompts.jsonl").exists()
+    assert I.main(args_for(tiny_model_dir, small_test_file, tmp_path / "plain")) == 0
+    assert not (tmp_path / "plain" / "prompts.jsonl").exists()

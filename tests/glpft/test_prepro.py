@@ -245,7 +245,7 @@ def test_bad_files_are_reported_counted_and_skipped_without_losing_neighbours(tm
         "malformed message": 1,
     }
     assert (
-        "2_notjson.json: not JSON" in caplog.text
+        "2_notjson.json: not valid JSON" in caplog.text
         and "5_badmsg.json: chains[2]: malformed message" in caplog.text
     )
     stage1 = load(tmp_path / "out", "raw_data/raw_data_stage_1.json")

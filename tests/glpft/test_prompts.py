@@ -4,7 +4,6 @@ import json
 
 import pytest
 
-from glpft import parsing
 from glpft import prompts as P
 
 TOOLS = [
@@ -65,61 +64,5 @@ def test_unknown_prompt_type_is_a_one_line_error():
         P.get_template("v1")
 
 
-@pytest.mark.parametrize(
-    "text, thought, nxt, marker",
-    [
-        ("go Next: caller. junk", "go Next: caller.", "caller", True),
-        ("done Next: conclusion. more", "done Next: conclusion.", "conclusion", True),
-        ("x Next: caller. y Next: give up.", "x Next: caller. y Next: give up.", "give up", True),
-        ("no marker", "no markerNext: caller.", "caller", False),
-    ],
-)
-def test_planner_output_is_cut_after_its_marker(text, thought, nxt, marker):
-    d = parsing.parse_planner_output(text)
-    assert (d.thought, d.next, d.had_marker) == (thought, nxt, marker)
-
-
-def test_clean_generation_maps_empty_and_punctuation_to_none():
-    assert parsing.clean_generation(": hi") == "hi"
-    assert parsing.clean_generation("  .") == "none"
-    assert parsing.clean_generation("") == "none"
-
-
-def test_parse_step_reads_calls_finishes_and_give_ups():
-    call = 'assistant: think Next: caller.</s>caller: Action: a_for_t\nAction Input: {"x": 1}</s>'
-    assert parsing.parse_step(call) == parsing.ParsedStep("call", "a_for_t", '{"x": 1}')
-    fin = "assistant: ok Next: conclusion.</s>conclusion: the answer</s>"
-    assert parsing.parse_step(fin) == parsing.ParsedStep("finish", answer="the answer")
-    assert parsing.parse_step("nope Next: give up.").plan == "give up"
-    assert parsing.parse_step("asssitant: t</s>caller: nothing here") == parsing.ParsedStep(
-        "call", "none", "{}"
-    )
-
-
-def test_parse_backbone_step():
-    assert parsing.parse_backbone_step("t\nconclusion: give up.").plan == "give up"
-    assert parsing.parse_backbone_step("t\nconclusion: 42").answer == "42"
-    assert parsing.parse_backbone_step("t\nAction: a\nAction Input: {}") == parsing.ParsedStep(
-        "call", "a", "{}"
-    )
-
-
-def test_split_backbone_output_for_the_agent():
-    assert parsing.split_backbone_output("t\nAction: a\nAction Input: {}") == (
-        "t",
-        "caller",
-        "Action: a\nAction Input: {}",
-    )
-    assert parsing.split_backbone_output("t\nconclusion: 42") == ("t", "conclusion", "42")
-    assert parsing.split_backbone_output("t\nconclusion: give up.") == ("t", "give up", None)
-    assert parsing.split_backbone_output("just words") == ("just words", None, None)
-
-
 def test_strip_marker_removes_only_its_own_marker():
     assert P.strip_marker(" a Next: conclusion. Next: caller.", P.NEXT_CALLER) == "a Next: conclusion."
-
-
-def test_caller_turn_round_trips_through_parse_action():
-    text = P.caller_turn("a_for_t", '{"x": 1}')
-    assert text == 'Action: a_for_t\nAction Input: {"x": 1}'
-    assert parsing.parse_action(text) == ("a_for_t", '{"x": 1}')

@@ -12,7 +12,6 @@ from toolbench_multillm.cache import (
     calls_from_answer,
     canonical_input,
     main,
-    parse_function_content,
 )
 
 
@@ -69,19 +68,6 @@ def test_database_runs_in_wal_mode_and_survives_concurrent_writers(tmp_path):
     assert len(cache) == 200
     assert not cache.put("tool", "api", {"n": 0, "i": 0}, "", "again", "test")  # first entry wins
     assert cache.put("tool", "api", {"n": 0, "i": 0}, "", "again", "test", replace=True)
-
-
-def test_truncated_function_content_is_decoded():
-    full = json.dumps({"error": "", "response": 'caf\u00e9 "quoted" ' * 100})
-    error, response = parse_function_content(full[:1024] + "...")
-    assert error == "" and len(response) > 600  # escapes (\u00e9, \") shrink when decoded
-    assert ('café "quoted" ' * 100).startswith(response)
-    assert parse_function_content('{"error": "Message error...", "response": "abc...') == (
-        "Message error...",
-        "abc",
-    )
-    assert parse_function_content("plain text") is None
-    assert parse_function_content({"error": "", "response": {"a": 1}}) == ("", '{"a": 1}')
 
 
 def test_calls_skip_hallucinations_finish_and_environment_errors():

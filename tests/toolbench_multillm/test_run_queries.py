@@ -319,3 +319,41 @@ def test_gold_trajectory_replayed_through_the_tool_server_writes_its_observation
     out = json.loads(answer_path(tmp_path / "out", 5, "DFS_woFilter_w2").read_text())["answer_generation"]
     observed = [m["content"] for m in out["train_messages"][-1] if m["role"] == "function"]
     assert observed == [c[2] for c in calls]
+
+
+@pytest.mark.slow
+def test_save_prompts_writes_every_model_input_beside_the_answer(tiny_model_dir, tmp_path):
+    from glpft import prompts as P
+    from toolbench_multillm.demo import ToolServerThread
+    from toolbench_multillm.demo_apis import api_docs
+    from toolbench_multillm.run_queries import main, prompts_path
+    from toolbench_multillm.tools import build_toolset
+
+    query = {"query_id": 7, "query": "What is the weather in Paris?", "api_list": api_docs(["weather"])}
+    qfile = tmp_path / "q.json"
+    qfile.write_text(json.dumps([query]))
+    out = tmp_path / "out"
+    with ToolServerThread(tmp_path / "cache.sqlite") as server:
+        argv = [
+            "--planner_model_path", str(tiny_model_dir), "--caller_model_path", str(tiny_model_dir),
+            "--summarizer_model_path", str(tiny_model_dir), "--device", "cpu", "--decoding", "greedy",
+            "--max_new_tokens", "6", "--context_length", "512", "--backend", "server",
+            "--service_url", server.url, "--method", "CoT@1", "--max_depth", "6", "--save_prompts",
+            "--input_query_file", str(qfile), "--output_answer_file", str(out),
+        ]  # fmt: skip
+        assert main(argv) == 0
+    rows = [json.loads(line) for line in prompts_path(out, 7, "CoT@1").read_text().splitlines()]
+    assert rows and {r["role"] for r in rows} <= {"planner", "caller", "summarizer"}
+    assert rows[0]["role"] == "planner" and rows[0]["step"] == 1 and rows[0]["depth"] == 0
+    tools = build_toolset(query).prompt_tools
+    assert rows[0]["text"] == P.planner_prompt(tools, "user: What is the weather in Paris?</s>")
+    from glpft.modeling import load_tokenizer
+
+    tok = load_tokenizer(tiny_model_dir)
+    budget = P.prompt_budget(512, 6)
+    for r in rows:
+        full = len(tok(r["text"]).input_ids)
+        assert r["tokens"] == min(full, budget) and r["dropped_tokens"] == full - r["tokens"]
+    # the answer file's steps are the prompts' steps
+    data = json.loads(answer_path(out, 7, "CoT@1").read_text())
+    assert max(r["step"] for r in rows) == data["answer_generation"]["query_count"]
