@@ -133,13 +133,19 @@ def run_pipeline(
 
 
 class PromptLog:
-    """Every model input of this process: role, sample index, the exact text and the ids fed."""
+    """Every model input of this process: role, sample index, its trajectory, the exact text, ids fed."""
 
     def __init__(self) -> None:
         self.rows: list[tuple[int, dict[str, Any]]] = []
 
     def __call__(self, role: str, step: StaticStep, prompt: P.Prompt, ids: list[int]) -> None:
-        row = {"role": role, "sample": step.index, "text": prompt.text, "tokens": len(ids)}
+        row = {
+            "role": role,
+            "sample": step.index,
+            "trajectory": step.group,
+            "text": prompt.text,
+            "tokens": len(ids),
+        }
         self.rows.append((step.index, row))
 
 
