@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -20,6 +21,22 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 log = logging.getLogger(__name__)
+
+_USERINFO = re.compile(r"(//)[^/@\s]+@")
+
+
+class _HideUrlCredentials(logging.Filter):
+    """httpx logs every request URL at INFO, ``user:password@`` included: drop the credentials."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _USERINFO.sub(r"\1", str(a)) if "@" in str(a) and "//" in str(a) else a for a in record.args
+            )
+        return True
+
+
+logging.getLogger("httpx").addFilter(_HideUrlCredentials())
 
 #: HTTP statuses worth another attempt; any other non-200 answer is a refusal.
 RETRY_STATUSES = frozenset({408, 409, 429})
@@ -40,12 +57,13 @@ def public_url(url: str) -> str:
 
 
 def url_secrets(url: str) -> list[str]:
-    """The credentials embedded in ``url`` (user, password), to be redacted from any text."""
+    """The credentials embedded in ``url`` (password, and a user name long enough to be one), to be
+    redacted from any text; a one- or two-letter user name would mangle every message instead."""
     try:
         parts = urlsplit(url)
-        return [s for s in (parts.password, parts.username) if s]
     except ValueError:
         return []
+    return [s for s in (parts.password, parts.username) if s and (s == parts.password or len(s) > 2)]
 
 
 def redact(text: str, secrets: Sequence[str]) -> str:

@@ -71,8 +71,17 @@ def _check_record(rec: Any, where: str) -> RoleSample:
     if not isinstance(rec, dict):
         raise DataError(f"{where}: a role sample must be a JSON object, got {type(rec).__name__}")
     for key in ("input", "target"):
-        if not isinstance(rec.get(key), str):
+        value = rec.get(key)
+        if not isinstance(value, str):
             raise DataError(f"{where}: field {key!r} is missing or not a string")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            # fixes: JSON allows an escaped lone surrogate ("\\ud800"); the tokenizer then failed mid-run
+            # with a TypeError naming neither file nor record
+            raise DataError(
+                f"{where}: field {key!r} is not valid text (lone surrogate {value[e.start]!r} at character {e.start})"
+            ) from None
     return rec  # type: ignore[return-value]
 
 

@@ -207,8 +207,24 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 def write_json_atomic(
     path: str | os.PathLike, obj: Any, indent: int | None = None, ensure_ascii: bool = False
 ) -> None:
-    """``json.dumps(obj)`` written atomically (the project's one JSON writer for results)."""
-    write_text_atomic(path, json.dumps(obj, ensure_ascii=ensure_ascii, indent=indent))
+    """``json.dumps(obj)`` written atomically (the project's one JSON writer for results).
+
+    Text that cannot be UTF-8 (a lone surrogate a model or an endpoint produced) is written escaped
+    (``\\ud800``) instead of failing the write.
+    """
+    write_text_atomic(path, json_text(obj, indent, ensure_ascii))
+
+
+def json_text(obj: Any, indent: int | None = None, ensure_ascii: bool = False) -> str:
+    """``json.dumps(obj)`` with non-ASCII text kept readable, unless it holds lone surrogates (which
+    UTF-8 cannot store): then escaped, so nothing is lost and the write works."""
+    text = json.dumps(obj, ensure_ascii=ensure_ascii, indent=indent)
+    if not ensure_ascii:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = json.dumps(obj, ensure_ascii=True, indent=indent)
+    return text
 
 
 def iter_json_list(path: str | os.PathLike) -> Iterator[Any]:
@@ -225,7 +241,7 @@ def iter_json_list(path: str | os.PathLike) -> Iterator[Any]:
         if not head.startswith(b"["):
             # fixes: a top-level object, string or number used to stream as zero rows without a word
             got = {b"{": "a JSON object", b'"': "a string", b"n": "null", b"": "an empty file"}.get(
-                head[:1], "something else"
+                head[:1], "a number" if head[:1] in b"-0123456789" else "a boolean or other text"
             )
             raise FormatError(f"{path}: expected a JSON list, got {got}", "wrong top-level type")
         f.seek(0)
@@ -248,3 +264,17 @@ def require(record: Any, field: str, kind: type | tuple[type, ...], where: str) 
             f"{where}: field '{field}' should be {names}, got {type(value).__name__}", f"bad '{field}'"
         )
     return value
+
+
+def check_tools(tools: Any, where: str) -> list[Tool]:
+    """A record's ``tools``: a list of α-UMi tool entries, each an object with a string ``Name``."""
+    if not isinstance(tools, list):
+        raise FormatError(
+            f"{where}: field 'tools' should be a list, got {type(tools).__name__}", "bad 'tools'"
+        )
+    for j, tool in enumerate(tools):
+        if not isinstance(tool, dict) or not isinstance(tool.get("Name"), str):
+            raise FormatError(
+                f"{where}: field 'tools[{j}]' should be an object with a string 'Name'", "bad 'tools'"
+            )
+    return tools

@@ -239,9 +239,7 @@ def infer(model_args: ModelArguments, data_args: DataArguments, infer_args: Infe
         if infer_args.save_prompts:
             order = {r: i for i, r in enumerate(roles)}
             all_prompts.sort(key=lambda x: (order[x[1]["role"]], x[0]))
-            write_text_atomic(
-                prompts_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for _, r in all_prompts)
-            )
+            write_text_atomic(prompts_path, "".join(json.dumps(r) + "\n" for _, r in all_prompts))
         path = out_path
         counts = Counter({k: len(v) for k, v in merged.items()})
         print(
@@ -294,19 +292,22 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
     from transformers import HfArgumentParser
 
     parser = HfArgumentParser((ModelArguments, DataArguments, InferArguments), prog="alpha-umi infer")
-    return parser.parse_args_into_dataclasses(args=argv)
+    *parsed, rest = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    if rest:
+        raise InferError(f"unknown arguments: {' '.join(rest)}")
+    return tuple(parsed)
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if is_rank0() else logging.WARNING, format="%(asctime)s %(levelname)s %(message)s"
     )
-    model_args, data_args, infer_args = parse_args(argv)
-    if is_rank0():
-        log.info(
-            "arguments: %s", json.dumps({**asdict(model_args), **asdict(data_args), **asdict(infer_args)})
-        )
     try:
+        model_args, data_args, infer_args = parse_args(argv)
+        if is_rank0():
+            log.info(
+                "arguments: %s", json.dumps({**asdict(model_args), **asdict(data_args), **asdict(infer_args)})
+            )
         infer(model_args, data_args, infer_args)
     except (InferError, FormatError, DataError, ModelFolderError) as e:
         print(f"alpha-umi infer: error: {e}", file=sys.stderr)

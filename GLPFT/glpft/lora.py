@@ -10,10 +10,12 @@ exactly as from a fully fine-tuned backbone.
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from glpft.formats import FormatError
 
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -41,19 +43,17 @@ def target_modules(spec: str) -> str | list[str]:
 
 
 def quantization_config(args: LoraArguments, compute_dtype):
-    """BitsAndBytes 4-bit config for ``--q_lora`` with a one-line error where it cannot run."""
+    """BitsAndBytes 4-bit config for ``--q_lora``; a one-line FormatError where it cannot run."""
     if not args.q_lora:
         return None
     import torch
 
     if not torch.cuda.is_available():
-        raise SystemExit("alpha-umi train: error: --q_lora needs a CUDA GPU (bitsandbytes 4-bit)")
+        raise FormatError("--q_lora needs a CUDA GPU (bitsandbytes 4-bit)")
     try:
         import bitsandbytes  # noqa: F401
     except ImportError:
-        raise SystemExit(
-            "alpha-umi train: error: --q_lora needs bitsandbytes (pip install 'alpha-umi[qlora]')"
-        ) from None
+        raise FormatError("--q_lora needs bitsandbytes (pip install 'alpha-umi[qlora]')") from None
     from transformers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(
@@ -96,20 +96,31 @@ def merge_lora(
     base: str | os.PathLike | None = None,
     dtype: str = "float32",
 ) -> Path:
-    """Load base + adapter, fold the adapter into the weights and save a plain model + tokenizer."""
+    """Load base + adapter, fold the adapter into the weights and save a plain model + tokenizer.
+
+    Damaged or missing inputs raise a one-line ModelFolderError naming the file.
+    """
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from glpft.modeling import LOAD_ERRORS, ModelFolderError, adapter_base, check_model_files, first_line
+
     adapter_dir = Path(adapter_dir)
     cfg_path = adapter_dir / "adapter_config.json"
     if not cfg_path.is_file():
-        raise SystemExit(f"alpha-umi merge-lora: error: {adapter_dir} holds no adapter_config.json")
-    base = base or json.loads(cfg_path.read_text())["base_model_name_or_path"]
-    if not base or not (Path(base) / "config.json").is_file():
-        raise SystemExit(f"alpha-umi merge-lora: error: base model folder not found: {base!r} (use --base)")
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=getattr(torch, dtype))
-    model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+        raise ModelFolderError(f"{adapter_dir} holds no adapter_config.json")
+    recorded = adapter_base(adapter_dir)  # a truncated adapter_config.json names itself here
+    base = base or recorded
+    if not (Path(base) / "config.json").is_file():
+        raise ModelFolderError(f"base model folder not found: {base!r} (use --base)")
+    check_model_files(adapter_dir)
+    check_model_files(base)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=getattr(torch, dtype))
+        model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    except LOAD_ERRORS as e:
+        raise ModelFolderError(f"cannot merge {adapter_dir} into {base}: {first_line(e)}") from None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
@@ -128,7 +139,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if Path(args.out).is_dir() and any(Path(args.out).iterdir()) and not args.overwrite:
         ap.error(f"--out {args.out} is not empty (pass --overwrite)")
-    out = merge_lora(args.adapter, args.out, args.base, args.dtype)
+    try:
+        if Path(args.out).exists() and not Path(args.out).is_dir():
+            raise FormatError(f"--out {args.out} is a file, not a folder")
+        out = merge_lora(args.adapter, args.out, args.base, args.dtype)
+    except FormatError as e:
+        print(f"{ap.prog}: error: {e}", file=sys.stderr)
+        return 2
     print(f"merged model written to {out}")
     return 0
 

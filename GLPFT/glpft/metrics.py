@@ -24,6 +24,7 @@ from typing import Any, TypedDict
 
 from glpft.formats import FormatError, read_json, write_text_atomic
 from glpft.parsing import ParsedStep, parse_backbone_step, parse_step
+from glpft.prompts import NEXT_MARKERS
 
 MODES = ("multi_agent", "backbone")
 PLANS = ("call", "finish", "give up")
@@ -377,6 +378,13 @@ def _beside(output_path: Path, name: str) -> Path:
     return output_path.with_name(name)
 
 
+def detect_mode(records: Sequence[dict[str, Any]]) -> str:
+    """Which pipeline wrote the predictions: α-UMi references keep the planner's ``Next: …`` marker
+    (every step has one), single-LLM (backbone) references are merged targets without it."""
+    marked = sum(any(m in r["reference"] for m in NEXT_MARKERS) for r in records)
+    return "multi_agent" if marked * 2 >= len(records) else "backbone"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="alpha-umi evaluate", description=__doc__.split("\n")[0])
     p.add_argument("--input_path", required=True, help="predictions.json written by alpha-umi infer")
@@ -384,7 +392,10 @@ def main(argv: list[str] | None = None) -> int:
         "--output_path", required=True, help="metrics.json to write; hallu_cases.json goes beside it"
     )
     p.add_argument(
-        "--mode", choices=MODES, default="multi_agent", help="parse rules: α-UMi or single-LLM backbone"
+        "--mode",
+        choices=MODES,
+        default=None,
+        help="parse rules: multi_agent (α-UMi) or backbone (single LLM); default: read from the predictions",
     )
     p.add_argument("--report", action="store_true", help="also write report.md beside metrics.json")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -402,6 +413,17 @@ def main(argv: list[str] | None = None) -> int:
     except PredictionsFormatError as e:
         print(f"alpha-umi evaluate: {e}", file=sys.stderr)
         return 2
+    written_by = detect_mode(records)
+    if args.mode is not None and args.mode != written_by:
+        # fixes: scoring backbone predictions with the α-UMi rules silently gave Plan ACC 1.000
+        print(
+            f"alpha-umi evaluate: {args.input_path} holds {written_by} predictions "
+            f"(alpha-umi infer{' --backbone_model_name_or_path' if written_by == 'backbone' else ''}); "
+            f"--mode {args.mode} would score them with the wrong rules (drop --mode or pass --mode {written_by})",
+            file=sys.stderr,
+        )
+        return 2
+    args.mode = written_by
     steps = score_steps(records, args.mode)
     result = aggregate(records, steps)
 

@@ -31,6 +31,7 @@ from glpft.formats import (
     Stage1Record,
     Stage2Record,
     Turn,
+    check_tools,
     dumps_row,
     iter_json_list,
     read_json,
@@ -215,7 +216,7 @@ def process_answer_file(task: tuple[str, frozenset[str] | None, str]) -> Outcome
 def process_stage1_record(task: tuple[Any, str, str]) -> Outcome:
     record, where, text_only = task
     try:
-        require(record, "tools", list, where)
+        check_tools(require(record, "tools", list, where), where)
         return _finish(record, where, text_only, keep_stage1=False)
     except FormatError as e:
         return Outcome(skipped=(e.reason, str(e)))
@@ -411,6 +412,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print("\n".join(summary.lines()))
     print(f"outputs in {args.out_dir}")
+    if not summary.kept:
+        source = args.stage1_file or args.data_dir
+        print(
+            f"alpha-umi prepro: error: {source}: no usable trajectory ({summary.read} read)", file=sys.stderr
+        )
+        return 1
     if args.strict and summary.skipped:
         return 1
     return 0

@@ -9,11 +9,12 @@ and ``AutoTokenizer.from_pretrained`` exactly like a real checkpoint. Used by th
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from glpft.formats import FormatError, read_json
 from glpft.prompts import TEMPLATES
 
 SPECIAL = {"bos": "<s>", "eos": "</s>", "unk": "<unk>", "pad": "<pad>"}
@@ -100,7 +101,10 @@ def make_tiny_model(
 
 
 def corpus_texts(paths: Iterable[str | os.PathLike], limit_chars: int = 2_000_000) -> list[str]:
-    """Strings from JSON files (every string value, recursively) to train the tokenizer on."""
+    """Strings from JSON files (every string value, recursively) to train the tokenizer on.
+
+    A file that is not JSON raises a one-line FormatError naming it.
+    """
     texts: list[str] = []
     total = 0
 
@@ -117,8 +121,7 @@ def corpus_texts(paths: Iterable[str | os.PathLike], limit_chars: int = 2_000_00
                 walk(v)
 
     for p in paths:
-        with open(p, encoding="utf-8") as f:
-            walk(json.load(f))
+        walk(read_json(p))
         if total > limit_chars:
             break
     return texts
@@ -137,23 +140,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-pad", action="store_true", help="build a tokenizer without a pad token")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    for p in args.corpus:
-        if not os.path.isfile(p):
-            ap.error(f"--corpus: no such file: {p}")
-    texts = corpus_texts(args.corpus) or [
-        "Action: Action Input: conclusion: Next: caller. observation: user: "
-    ]
-    out = make_tiny_model(
-        args.out,
-        texts,
-        args.vocab_size,
-        args.hidden_size,
-        args.layers,
-        args.heads,
-        args.max_positions,
-        bos=not args.no_bos,
-        pad=not args.no_pad,
-        seed=args.seed,
-    )
+    try:
+        if os.path.exists(args.out) and not os.path.isdir(args.out):
+            raise FormatError(f"--out {args.out} is a file, not a folder")
+        for p in args.corpus:
+            if not os.path.isfile(p):
+                raise FormatError(f"--corpus: no such file: {p}")
+        texts = corpus_texts(args.corpus) or [
+            "Action: Action Input: conclusion: Next: caller. observation: user: "
+        ]
+        out = make_tiny_model(
+            args.out,
+            texts,
+            args.vocab_size,
+            args.hidden_size,
+            args.layers,
+            args.heads,
+            args.max_positions,
+            bos=not args.no_bos,
+            pad=not args.no_pad,
+            seed=args.seed,
+        )
+    except (FormatError, OSError) as e:  # OSError: --out under a file, a read-only folder …
+        print(f"{ap.prog}: error: {e}", file=sys.stderr)
+        return 2
     print(f"tiny model written to {out}")
     return 0

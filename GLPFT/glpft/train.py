@@ -19,15 +19,19 @@ file keeps 2% aside for evaluation (``--eval_ratio 0`` trains on everything).
 keep working on current transformers (``--evaluation_strategy``, ``--warmup_ratio``,
 ``--gradient_checkpointing``, ``--lazy_preprocess``). Batching is dynamic padding with length-grouped
 batches by default; ``--packing`` packs several samples per row and ``--pad_to_max_length`` reproduces
-the original pad-everything-to-4096 recipe. A run resumes from the last ``checkpoint-*`` in
-``--output_dir``; the final folder loads with ``AutoModelForCausalLM`` / ``AutoTokenizer`` and holds
-``trainer_state.json`` and ``loss_curve.png``.
+the original pad-everything-to-4096 recipe. The final folder loads with ``AutoModelForCausalLM`` /
+``AutoTokenizer`` and holds ``trainer_state.json``, ``loss_curve.png`` and ``glpft_args.json``.
+
+Rerunning the same command is always safe (``glpft.resume``): a killed job resumes from its last
+*complete* ``checkpoint-*`` (one cut short while being written is skipped); a finished job is left as it
+is (exit 0), or refused when the arguments differ (exit 2); ``--overwrite_output_dir True`` retrains from
+scratch. Bad flags, folders and files are one-line errors with exit status 2.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
+import importlib.util
 import logging
 import os
 import sys
@@ -37,7 +41,6 @@ from pathlib import Path
 import transformers
 from transformers import HfArgumentParser, Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler
-from transformers.trainer_utils import get_last_checkpoint
 
 from glpft.data import (
     DataError,
@@ -50,10 +53,17 @@ from glpft.data import (
     load_role_data,
 )
 from glpft.dist import is_rank0, world
+from glpft.formats import FormatError, read_json
 from glpft.lora import DTYPES, LoraArguments, is_adapter_dir, quantization_config, wrap_lora
+from glpft.modeling import LOAD_ERRORS, check_model_files, first_line
+from glpft.resume import args_record, plan_run, publish_checkpoint, read_state, write_args_record
 
 log = logging.getLogger("glpft.train")
 PROG = "alpha-umi train"
+
+
+class TrainError(FormatError):
+    """A bad flag, model folder, config or output folder of a training job (one line, exit status 2)."""
 
 
 @dataclass
@@ -107,7 +117,8 @@ class TrainingArguments(transformers.TrainingArguments):
         default=True, metadata={"help": "batch samples of similar length together (dynamic padding)"}
     )
     overwrite_output_dir: bool = field(
-        default=False, metadata={"help": "train even if --output_dir already holds a finished model"}
+        default=False,
+        metadata={"help": "train from scratch even if --output_dir holds checkpoints or a finished model"},
     )
 
 
@@ -167,28 +178,27 @@ def parse_args(argv: list[str]):
     parser = HfArgumentParser(ARG_TYPES, prog=PROG)
     namespace, rest = parser.parse_known_args(argv)
     if rest:
-        raise SystemExit(f"{PROG}: error: unknown arguments: {' '.join(rest)}")
+        raise TrainError(f"unknown arguments: {' '.join(rest)}")
     values = vars(namespace)
     kwargs = [{f.name: values.pop(f.name) for f in dataclasses.fields(t) if f.init} for t in ARG_TYPES]
     # fail fast, before any process group starts
     if not any(a.split("=")[0] in ("--output_dir", "--output-dir") for a in argv):
-        raise SystemExit(f"{PROG}: error: --output_dir is required")
+        raise TrainError("--output_dir is required")
     if not kwargs[0]["model_name_or_path"]:
-        raise SystemExit(f"{PROG}: error: --model_name_or_path is required")
+        raise TrainError("--model_name_or_path is required")
     check_model_path(kwargs[0]["model_name_or_path"])
     if not kwargs[1]["data_path"]:
-        raise SystemExit(f"{PROG}: error: --data_path is required")
-    try:
-        expand_data_paths(kwargs[1]["data_path"])
-    except DataError as e:
-        raise SystemExit(f"{PROG}: error: {e}") from None
+        raise TrainError("--data_path is required")
+    expand_data_paths(kwargs[1]["data_path"])
     if kwargs[1]["packing"] and kwargs[1]["pad_to_max_length"]:
-        raise SystemExit(f"{PROG}: error: --packing and --pad_to_max_length exclude each other")
+        raise TrainError("--packing and --pad_to_max_length exclude each other")
+    if kwargs[3]["deepspeed"]:
+        read_deepspeed_config(kwargs[3]["deepspeed"])  # TrainingArguments parses it next
     configure_cpu_distributed(kwargs[3])
     try:
         model_args, data_args, lora_args, train_args = (t(**kw) for t, kw in zip(ARG_TYPES, kwargs))
-    except (ValueError, OSError) as e:
-        raise SystemExit(f"{PROG}: error: {str(e).splitlines()[0]}") from None
+    except (ValueError, OSError, ImportError) as e:
+        raise TrainError(first_line(e)) from None
     if data_args.pad_to_max_length:
         train_args.group_by_length = False  # paper parity: the original samples batches at random
     return model_args, data_args, lora_args, train_args, notes
@@ -205,34 +215,57 @@ class GLPFTTrainer(Trainer):
             )
         return super()._get_train_sampler(train_dataset)
 
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        # fixes: the final train_loss adds only this rank's loss since the last logging step, so without a
+        # logging step it was rank 0's loss alone. Each rank holds (mean of ranks until the last logging
+        # step + its own remainder) / steps; the mean over ranks is the loss of the whole batch.
+        if "train_loss" in logs and self.args.world_size > 1:
+            import torch
+
+            value = torch.tensor(float(logs["train_loss"]), device=self.args.device)
+            logs["train_loss"] = self.accelerator.reduce(value, reduction="mean").item()
+        super().log(logs, start_time)
+
 
 # --- building blocks -------------------------------------------------------------------------------
 
 
 def check_model_path(path: str) -> None:
-    """One-line errors for a missing folder or an unmerged LoRA adapter."""
+    """One-line errors for a missing folder, an unmerged LoRA adapter or damaged model files."""
     if os.path.isdir(path):
         if is_adapter_dir(path):
-            raise SystemExit(
-                f"{PROG}: error: {path} is a LoRA adapter; merge it first (alpha-umi merge-lora --adapter {path} --out …)"
+            raise TrainError(
+                f"{path} is a LoRA adapter; merge it first (alpha-umi merge-lora --adapter {path} --out …)"
             )
         if not os.path.isfile(os.path.join(path, "config.json")):
-            raise SystemExit(f"{PROG}: error: --model_name_or_path {path} holds no config.json")
+            raise TrainError(f"--model_name_or_path {path} holds no config.json")
+        check_model_files(path)  # a truncated config.json or model.safetensors names itself here
     elif path.startswith((".", "/", "~")) or path.count("/") != 1 or os.path.exists(path):
         # not a folder and not shaped like a hub id ("org/name")
-        raise SystemExit(f"{PROG}: error: --model_name_or_path: no such model folder: {path}")
+        raise TrainError(f"--model_name_or_path: no such model folder: {path}")
 
 
 def load_tokenizer(model_args: ModelArguments, data_args: DataArguments, cache_dir: str | None):
-    tokenizer = transformers.AutoTokenizer.from_pretrained(
-        model_args.model_name_or_path,
-        cache_dir=cache_dir,
-        model_max_length=data_args.model_max_length,
-        padding_side="right",
-    )
-    note = ensure_pad_token(tokenizer)
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(
+            model_args.model_name_or_path,
+            cache_dir=cache_dir,
+            model_max_length=data_args.model_max_length,
+            padding_side="right",
+        )
+    except LOAD_ERRORS as e:
+        raise TrainError(
+            f"cannot load the tokenizer of {model_args.model_name_or_path!r}: {first_line(e)}"
+        ) from None
+    name = model_args.model_name_or_path
+    try:
+        note = ensure_pad_token(tokenizer)
+    except DataError as e:
+        raise TrainError(f"{name}: {e}") from None
     if note:
         log.info(note)
+    if tokenizer.eos_token_id is None:
+        raise TrainError(f"{name}: the tokenizer has no eos token; GLPFT targets end with EOS")
     return tokenizer
 
 
@@ -264,10 +297,8 @@ def load_model(
         kwargs["quantization_config"] = qcfg
     try:
         model = transformers.AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, **kwargs)
-    except (OSError, ValueError) as e:
-        raise SystemExit(
-            f"{PROG}: error: cannot load model {model_args.model_name_or_path!r}: {str(e).splitlines()[0]}"
-        ) from None
+    except LOAD_ERRORS as e:
+        raise TrainError(f"cannot load model {model_args.model_name_or_path!r}: {first_line(e)}") from None
     model.config.use_cache = False
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
@@ -326,24 +357,33 @@ def build_datasets(data_args: DataArguments, tokenizer, seed: int, flash: bool):
     return train_ds, eval_ds, collator
 
 
+def read_deepspeed_config(cfg: str | dict) -> dict:
+    """The ``--deepspeed`` config, with one-line errors when DeepSpeed is missing or the file is bad."""
+    if importlib.util.find_spec("deepspeed") is None:
+        raise TrainError(
+            "--deepspeed needs DeepSpeed, which is not installed (pip install 'alpha-umi[deepspeed]')"
+        )
+    if isinstance(cfg, dict):
+        return cfg
+    if not os.path.isfile(cfg):
+        raise TrainError(f"--deepspeed: no such config file: {cfg}")
+    return read_json(cfg, expect=dict)
+
+
 def check_deepspeed_config(train_args: TrainingArguments) -> None:
     """fixes: under ZeRO-3 the final save must gather 16-bit weights, or the weights are empty."""
-    cfg = train_args.deepspeed
-    if not cfg:
+    if not train_args.deepspeed:
         return
-    if isinstance(cfg, str):
-        if not os.path.isfile(cfg):
-            raise SystemExit(f"{PROG}: error: --deepspeed: no such config file: {cfg}")
-        with open(cfg, encoding="utf-8") as f:
-            cfg = json.load(f)
+    cfg = read_deepspeed_config(train_args.deepspeed)
     zero = cfg.get("zero_optimization", {})
+    zero = zero if isinstance(zero, dict) else {}
     gather = zero.get(
         "stage3_gather_16bit_weights_on_model_save", zero.get("gather_16bit_weights_on_model_save")
     )
     if zero.get("stage") == 3 and gather is not True:
-        raise SystemExit(
-            f"{PROG}: error: ZeRO-3 config must set stage3_gather_16bit_weights_on_model_save: true "
-            "(otherwise the final model is saved without weights)"
+        raise TrainError(
+            f"--deepspeed {train_args.deepspeed}: ZeRO-3 config must set "
+            "stage3_gather_16bit_weights_on_model_save: true (otherwise the final model is saved without weights)"
         )
     if "scheduler" in cfg and train_args.lr_scheduler_type != "linear":
         log.warning(
@@ -352,20 +392,9 @@ def check_deepspeed_config(train_args: TrainingArguments) -> None:
         )
 
 
-def resume_checkpoint(train_args: TrainingArguments) -> str | None:
-    """The checkpoint to resume from: --resume_from_checkpoint, else the last one in output_dir."""
-    if train_args.resume_from_checkpoint:
-        return train_args.resume_from_checkpoint
-    out = train_args.output_dir
-    if not os.path.isdir(out):
-        return None
-    last = get_last_checkpoint(out)
-    finished = any(os.path.isfile(os.path.join(out, f)) for f in ("config.json", "adapter_config.json"))
-    if last is None and finished and not train_args.overwrite_output_dir:
-        raise SystemExit(
-            f"{PROG}: error: {out} already holds a trained model; pass --overwrite_output_dir to retrain"
-        )
-    return last
+def planned_steps(trainer: Trainer) -> int:
+    """The optimizer steps this job runs in all (``--max_steps``, else epochs × steps per epoch)."""
+    return trainer.set_initial_training_values(trainer.args, trainer.get_train_dataloader())[-1]
 
 
 def plot_loss(log_history: list[dict], path: str | os.PathLike) -> Path | None:
@@ -397,10 +426,20 @@ def plot_loss(log_history: list[dict], path: str | os.PathLike) -> Path | None:
 
 
 def train(model_args, data_args, lora_args, train_args) -> Path:
-    """Run one GLPFT job and write the final model, trainer_state.json and loss_curve.png."""
+    """Run one GLPFT job and write the final model, trainer_state.json, loss_curve.png, glpft_args.json.
+
+    A finished job (same arguments) returns at once, printing one line; see :func:`plan_run`.
+    """
     transformers.set_seed(train_args.seed)
     check_deepspeed_config(train_args)
-    resume = resume_checkpoint(train_args)
+    out = Path(train_args.output_dir)
+    record = args_record(model_args, data_args, lora_args, train_args)
+    plan = plan_run(out, record, train_args.overwrite_output_dir, train_args.resume_from_checkpoint)
+    if plan.finished:
+        if is_rank0():
+            print(plan.finished, flush=True)
+        return out
+    resume = plan.resume
     tokenizer = load_tokenizer(model_args, data_args, train_args.cache_dir)
     model = load_model(model_args, lora_args, train_args, tokenizer)
     flash = str(getattr(model.config, "_attn_implementation", "")).startswith("flash")
@@ -414,15 +453,36 @@ def train(model_args, data_args, lora_args, train_args) -> Path:
         processing_class=tokenizer,
     )
     if resume:
-        log.info("resuming from %s", resume)
+        done, total = read_state(resume)["global_step"], planned_steps(trainer)
+        if done > total:
+            raise TrainError(
+                f"{resume} is at step {done}, past this job's last step ({total}); pass "
+                "--overwrite_output_dir True to retrain, or choose another --output_dir"
+            )
+        if done == total:
+            # fixes: resuming from the last step's checkpoint trained one extra step (at learning rate 0)
+            log.info(
+                "%s already holds the last step (%d of %d): it becomes the final model", resume, done, total
+            )
+            if trainer.is_world_process_zero():
+                write_args_record(out, record)
+                publish_checkpoint(resume, out)
+                finish(read_state(out)["log_history"], out)
+            return out
+        log.info("resuming from %s (step %d of %d)", resume, done, total)
     trainer.train(resume_from_checkpoint=resume)
-    trainer.save_model(train_args.output_dir)  # ZeRO-3: consolidates the 16-bit weights first
-    trainer.save_state()  # trainer_state.json
-    out = Path(train_args.output_dir)
     if trainer.is_world_process_zero():
-        png = plot_loss(trainer.state.log_history, out / "loss_curve.png")
-        log.info("model saved to %s%s", out, f"; loss curve {png}" if png else "")
+        write_args_record(out, record)  # before the final files: their state file marks "finished"
+    trainer.save_model(train_args.output_dir)  # ZeRO-3: consolidates the 16-bit weights first
+    trainer.save_state()  # trainer_state.json, last
+    if trainer.is_world_process_zero():
+        finish(trainer.state.log_history, out)
     return out
+
+
+def finish(log_history: list[dict], out: Path) -> None:
+    png = plot_loss(log_history, out / "loss_curve.png")
+    log.info("model saved to %s%s", out, f"; loss curve {png}" if png else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -431,14 +491,16 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         level=logging.INFO if is_rank0() else logging.WARNING,
     )
-    model_args, data_args, lora_args, train_args, notes = parse_args(argv)
-    transformers.utils.logging.set_verbosity(train_args.get_process_log_level())
-    for note in notes:
-        log.info(note)
     try:
+        model_args, data_args, lora_args, train_args, notes = parse_args(argv)
+        transformers.utils.logging.set_verbosity(train_args.get_process_log_level())
+        for note in notes:
+            log.info(note)
         train(model_args, data_args, lora_args, train_args)
-    except DataError as e:
-        raise SystemExit(f"{PROG}: error: {e}" if is_rank0() else 1) from None
+    except FormatError as e:  # TrainError, DataError, ModelFolderError, a bad JSON file
+        if is_rank0():
+            print(f"{PROG}: error: {e}", file=sys.stderr, flush=True)
+        return 2
     return 0
 
 

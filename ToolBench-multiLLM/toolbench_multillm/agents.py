@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from glpft.chat import ChatClient, EndpointUnavailable, message_of
+from glpft.chat import ChatClient, message_of
 from glpft.formats import Turn
 from glpft.parsing import (
     FINISH_NAME,
@@ -348,12 +348,11 @@ class OpenAIAgent:
 
     def act(self, task: Task, steps: Sequence[Step], diversity: str | None = None) -> Action:
         tools = [{"type": "function", "function": _schema_for_openai(f)} for f in task.functions]
-        try:
-            body = self.client.chat(
-                self.messages(task, steps, diversity), self.model, tools=tools, temperature=self.temperature
-            )
-        except EndpointUnavailable as e:
-            raise AgentError(str(e)) from None
+        # an unreachable endpoint (glpft.chat.EndpointUnavailable) propagates: it is the backend's failure,
+        # not a decision of the model; a reply of the wrong shape is the model's and prunes the branch
+        body = self.client.chat(
+            self.messages(task, steps, diversity), self.model, tools=tools, temperature=self.temperature
+        )
         message = message_of(body)
         if message is None:
             raise AgentError("chat endpoint answered without choices[0].message")

@@ -6,6 +6,11 @@ A response is keyed by (category, standardised tool, standardised API, canonical
 Answer files carry no category, so seeded entries use ``""`` and every lookup with a category falls
 back to it (DESIGN §4.2). The database runs in WAL mode with one connection per thread, so the
 server's concurrent requests read while another writes.
+
+The server's calls never raise: an input with no JSON text is a miss and is not stored, text that
+UTF-8 cannot hold (lone surrogates) is stored with U+FFFD, and a failing database is logged and
+read as a miss. Opening a path that cannot hold a cache (a folder, a file that is not SQLite, a
+missing parent folder) raises a one-line :class:`glpft.formats.FormatError` naming the path.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sqlite3
 import sys
 import threading
@@ -23,6 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from glpft.formats import FormatError, read_json
 from glpft.parsing import FINISH_NAME, parse_function_content
 from glpft.prompts import as_text
 from toolbench_multillm.tools import (
@@ -53,19 +60,67 @@ CREATE INDEX IF NOT EXISTS responses_api ON responses (tool, api);
 _ENV_ERRORS = ("No such function name", "request invalid", "request time out", "Timeout error")
 
 
+#: The columns of a cache's ``responses`` table (an SQLite file with another table is not a cache).
+COLUMNS = ("category", "tool", "api", "input", "error", "response", "source", "created")
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+class UnkeyableInput(ValueError):
+    """A tool input with no JSON text (nested too deeply, not JSON types): it cannot be a cache key."""
+
+
+def storable(text: Any) -> str:
+    """``text`` as SQLite can store it: a string, lone surrogates (not UTF-8) replaced by U+FFFD."""
+    if not isinstance(text, str):
+        text = "" if text is None else str(text)
+    return _SURROGATE.sub("\ufffd", text)
+
+
 def canonical_input(tool_input: Any) -> str:
-    """Canonical JSON of a tool input: sorted keys, no spaces, UTF-8; unparsable text is kept stripped."""
+    """Canonical JSON of a tool input: sorted keys, no spaces, UTF-8; text that is not JSON is kept stripped.
+
+    Text that UTF-8 cannot hold (lone surrogates) is escaped (``ensure_ascii``), so the key stays
+    distinct and storable. A value with no JSON text raises :class:`UnkeyableInput`.
+    """
     if isinstance(tool_input, str):
         text = tool_input.strip()
         if text == "":
             return "{}"
         try:
             tool_input = json.loads(text, strict=False)
-        except json.JSONDecodeError:
-            return text
+        except (ValueError, RecursionError):  # not JSON, nested too deeply, huge integers: keyed as text
+            return json.dumps(text) if _SURROGATE.search(text) else text
     if tool_input is None:
         return "{}"
-    return json.dumps(tool_input, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    try:
+        text = json.dumps(tool_input, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        if _SURROGATE.search(text):
+            text = json.dumps(tool_input, sort_keys=True, separators=(",", ":"))
+    except (ValueError, TypeError, RecursionError) as e:
+        raise UnkeyableInput(f"tool input has no JSON text ({type(e).__name__})") from None
+    return text
+
+
+def check_cache_path(path: str) -> None:
+    """One-line :class:`FormatError` naming ``path`` unless it is an SQLite file or may become one."""
+    if path == ":memory:":
+        return
+    if os.path.isdir(path):
+        raise FormatError(f"{path}: is a folder, expected an SQLite cache file", "not a file")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise FormatError(f"{path}: folder {parent} does not exist", "missing folder")
+    if not os.path.exists(path):
+        return
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(_SQLITE_MAGIC))
+    except OSError as e:
+        raise FormatError(f"{path}: cannot read ({e.strerror or e})", "unreadable file") from None
+    if head and head != _SQLITE_MAGIC:  # an empty file is an empty database to SQLite
+        raise FormatError(f"{path}: not an SQLite database", "not a cache")
 
 
 def cache_key(tool: str, api: str) -> tuple[str, str]:
@@ -86,8 +141,21 @@ class ResponseCache:
     def __init__(self, path: str | os.PathLike):
         self.path = os.fspath(path)
         self._local = threading.local()
-        with self._conn() as conn:
-            conn.executescript(SCHEMA)
+        check_cache_path(self.path)
+        try:
+            with self._conn() as conn:
+                columns = tuple(row[1] for row in conn.execute("PRAGMA table_info(responses)"))
+                if columns in (COLUMNS, ()):
+                    conn.executescript(SCHEMA)
+        except sqlite3.Error as e:
+            self.close()
+            raise FormatError(f"{self.path}: cannot open as an SQLite cache ({e})", "not a cache") from None
+        if columns not in (COLUMNS, ()):
+            self.close()
+            raise FormatError(
+                f"{self.path}: its 'responses' table is not a tool cache (columns {', '.join(columns)})",
+                "not a cache",
+            )
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -114,15 +182,21 @@ class ResponseCache:
             yield "", seeded_tool, seeded_api
 
     def get(self, tool: str, api: str, tool_input: Any, category: str = "") -> CachedResponse | None:
-        inp = canonical_input(tool_input)
-        conn = self._conn()
-        for cat, t, a in self._keys(category, tool, api):
-            row = conn.execute(
-                "SELECT error, response, source FROM responses WHERE category=? AND tool=? AND api=? AND input=?",
-                (cat, t, a, inp),
-            ).fetchone()
-            if row is not None:
-                return CachedResponse(*row)
+        """The cached answer, or None (also for an input with no JSON text or a failing database)."""
+        try:
+            inp = canonical_input(tool_input)
+            conn = self._conn()
+            for cat, t, a in self._keys(storable(category), tool, api):
+                row = conn.execute(
+                    "SELECT error, response, source FROM responses WHERE category=? AND tool=? AND api=? AND input=?",
+                    (cat, t, a, inp),
+                ).fetchone()
+                if row is not None:
+                    return CachedResponse(*row)
+        except UnkeyableInput:
+            pass
+        except (sqlite3.Error, OverflowError) as e:
+            logger.error("%s: cache read failed (%s)", self.path, e)
         return None
 
     def put(
@@ -136,47 +210,72 @@ class ResponseCache:
         category: str = "",
         replace: bool = False,
     ) -> bool:
-        """Store one response; an existing entry is kept unless ``replace``. Returns whether it was written."""
+        """Store one response; an existing entry is kept unless ``replace``. Returns whether it was written
+        (never raises: an unkeyable input or a failing database is a ``False``, the latter logged)."""
         tool, api = cache_key(tool, api)
         verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
-        conn = self._conn()
-        with conn:
-            cur = conn.execute(
-                f"{verb} INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (category, tool, api, canonical_input(tool_input), error, response, source, time.time()),
-            )
+        try:
+            row = (storable(category), tool, api, canonical_input(tool_input))
+            row += (storable(error), storable(response), storable(source), time.time())
+            conn = self._conn()
+            with conn:
+                cur = conn.execute(f"{verb} INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+        except UnkeyableInput:
+            return False
+        except (sqlite3.Error, OverflowError) as e:
+            logger.error("%s: cache write failed (%s)", self.path, e)
+            return False
         return cur.rowcount > 0
 
     def put_many(self, rows: list[tuple[str, str, str, Any, str, str, str]]) -> int:
-        """Insert (category, tool, api, input, error, response, source) rows in one transaction."""
+        """Insert (category, tool, api, input, error, response, source) rows in one transaction; rows whose
+        input has no JSON text are skipped. A failing database is a :class:`FormatError` naming the file."""
         conn = self._conn()
         now = time.time()
-        with conn:
-            before = conn.total_changes
-            conn.executemany(
-                "INSERT OR IGNORE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(c, *cache_key(t, a), canonical_input(i), e, r, s, now) for c, t, a, i, e, r, s in rows],
-            )
-            return conn.total_changes - before
+        values = []
+        for c, t, a, i, e, r, s in rows:
+            try:
+                key = canonical_input(i)
+            except UnkeyableInput:
+                continue
+            values.append((storable(c), *cache_key(t, a), key, storable(e), storable(r), storable(s), now))
+        try:
+            with conn:
+                before = conn.total_changes
+                conn.executemany("INSERT OR IGNORE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?)", values)
+                return conn.total_changes - before
+        except (sqlite3.Error, OverflowError) as e:
+            raise FormatError(f"{self.path}: cache write failed ({e})", "cache write failed") from None
 
     def examples(self, tool: str, api: str, limit: int = 5) -> list[tuple[str, str, str]]:
-        """Up to ``limit`` cached (input, error, response) of one API, error-free ones first."""
+        """Up to ``limit`` cached (input, error, response) of one API, error-free ones first ([] when the
+        database fails)."""
         tool, api = cache_key(tool, api)
-        return (
-            self._conn()
-            .execute(
-                "SELECT input, error, response FROM responses WHERE tool=? AND api=? ORDER BY error != '', created LIMIT ?",
-                (tool, api, limit),
+        try:
+            return (
+                self._conn()
+                .execute(
+                    "SELECT input, error, response FROM responses WHERE tool=? AND api=? ORDER BY error != '', created LIMIT ?",
+                    (tool, api, limit),
+                )
+                .fetchall()
             )
-            .fetchall()
-        )
+        except sqlite3.Error as e:
+            logger.error("%s: cache read failed (%s)", self.path, e)
+            return []
 
     def knows(self, tool: str, api: str) -> bool:
-        """Whether any response of this API is cached."""
-        return any(
-            self._conn().execute("SELECT 1 FROM responses WHERE tool=? AND api=? LIMIT 1", (t, a)).fetchone()
-            for _, t, a in self._keys("", tool, api)
-        )
+        """Whether any response of this API is cached (False when the database fails)."""
+        try:
+            return any(
+                self._conn()
+                .execute("SELECT 1 FROM responses WHERE tool=? AND api=? LIMIT 1", (t, a))
+                .fetchone()
+                for _, t, a in self._keys("", tool, api)
+            )
+        except sqlite3.Error as e:
+            logger.error("%s: cache read failed (%s)", self.path, e)
+            return False
 
     def keys(self, limit: int | None = None) -> list[tuple[str, str, str, str]]:
         """(category, tool, api, input) of cached entries, in a stable order (benchmarks use them)."""
@@ -198,21 +297,24 @@ class ResponseCache:
 # --- seeding from ToolBench trajectories -----------------------------------------------------
 
 
-def calls_from_answer(answer: dict[str, Any]) -> Iterator[tuple[str, str, Any, str, str]]:
+def _list(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
+def calls_from_answer(answer: Any) -> Iterator[tuple[str, str, Any, str, str]]:
     """(tool, api, input, error, response) of every real tool call in one answer file.
 
     Walks every ``train_messages`` chain: an assistant ``function_call`` and the function message after it.
     Calls to functions the answer does not offer (hallucinations), Finish, and errors written by the
-    environment itself (timeouts, bad names) are skipped.
+    environment itself (timeouts, bad names) are skipped, and so is anything without the expected shape.
     """
     gen = answer.get("answer_generation") if isinstance(answer, dict) else None
     if not isinstance(gen, dict):
         return
-    offered = {f.get("name") for f in gen.get("function") or [] if isinstance(f, dict)}
-    for chain in gen.get("train_messages") or []:
-        if not isinstance(chain, list):
-            continue
-        for prev, msg in zip(chain, chain[1:]):
+    names = (f.get("name") for f in _list(gen.get("function")) if isinstance(f, dict))
+    offered = {name for name in names if isinstance(name, str)}
+    for chain in _list(gen.get("train_messages")):
+        for prev, msg in zip(_list(chain), _list(chain)[1:]):
             if not (isinstance(prev, dict) and isinstance(msg, dict)) or msg.get("role") != "function":
                 continue
             call = prev.get("function_call") if prev.get("role") == "assistant" else None
@@ -224,7 +326,10 @@ def calls_from_answer(answer: dict[str, Any]) -> Iterator[tuple[str, str, Any, s
             parsed = parse_function_content(msg.get("content"), fallback="decode")
             if parsed is None:
                 continue
-            error, response = as_text(parsed.error or ""), as_text(parsed.response)
+            try:
+                error, response = as_text(parsed.error or ""), as_text(parsed.response)
+            except (ValueError, TypeError, RecursionError):  # a value with no JSON text
+                continue
             if error.startswith(_ENV_ERRORS):
                 continue
             api, tool = split_function_name(name)
@@ -232,26 +337,49 @@ def calls_from_answer(answer: dict[str, Any]) -> Iterator[tuple[str, str, Any, s
 
 
 def build_cache(answers_dir: str, cache_path: str) -> Counter:
-    """Seed ``cache_path`` from every ``*.json`` answer file under ``answers_dir`` (sorted, recursive)."""
+    """Seed ``cache_path`` from every ``*.json`` answer file under ``answers_dir`` (sorted, recursive).
+
+    Unreadable files are logged, counted and skipped. A missing folder is a :class:`FileNotFoundError`;
+    a folder without answer files or without any tool call, and a ``cache_path`` that cannot hold a
+    cache, are a one-line :class:`FormatError` (the cache is only created once there is a call to store).
+    """
     if not os.path.isdir(answers_dir):
         raise FileNotFoundError(f"{answers_dir}: no such directory")
-    cache = ResponseCache(cache_path)
-    counts: Counter = Counter()
+    check_cache_path(cache_path)
+    # an existing file is opened first, so a database that is not a cache fails before any work
+    cache = ResponseCache(cache_path) if os.path.exists(cache_path) else None
+    try:
+        return _seed(answers_dir, cache_path, cache)
+    finally:
+        if cache is not None:
+            cache.close()
+
+
+def _seed(answers_dir: str, cache_path: str, cache: ResponseCache | None) -> Counter:
     files = sorted(
         os.path.join(root, f) for root, _, names in os.walk(answers_dir) for f in names if f.endswith(".json")
     )
+    if not files:
+        raise FormatError(f"{answers_dir}: no answer files (*.json) found", "no answers")
+    counts: Counter = Counter()
     for path in files:
         try:
-            with open(path, encoding="utf-8") as f:
-                answer = json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
-            logger.warning("%s: skipped (%s)", path, e)
+            rows = [("", t, a, i, e, r, "trajectory") for t, a, i, e, r in calls_from_answer(read_json(path))]
+        except FormatError as e:  # its message names the file
+            logger.warning("skipped: %s", e)
             counts["unreadable files"] += 1
             continue
-        rows = [("", t, a, i, e, r, "trajectory") for t, a, i, e, r in calls_from_answer(answer)]
         counts["files"] += 1
         counts["calls"] += len(rows)
-        counts["new entries"] += cache.put_many(rows)
+        if rows:
+            cache = cache or ResponseCache(cache_path)
+            counts["new entries"] += cache.put_many(rows)
+    if cache is None or counts["calls"] == 0:
+        raise FormatError(
+            f"{answers_dir}: no tool calls found in {len(files)} answer files"
+            f" ({counts['unreadable files']} unreadable); nothing written to {cache_path}",
+            "no calls",
+        )
     counts["entries in cache"] = len(cache)
     cache.close()
     return counts
@@ -267,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
         counts = build_cache(args.answers, args.cache)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, FormatError) as e:
         print(f"alpha-umi tools: {e}", file=sys.stderr)
         return 2
     width = max(map(len, counts))

@@ -5,6 +5,9 @@
 
 Converted file: ``{query_id: {query, available_tools, answer: {method, total_steps, final_answer,
 answer_details}}}`` where ``answer_details`` is one nested chain ``[{"role", "message", "next": [child]}]``.
+Answer files that run-queries marks with ``answer_generation.infrastructure_error`` (made while the tool
+backend failed) are skipped and counted, never converted; bad files raise a one-line FormatError naming
+the file and the field.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ import json
 import logging
 import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
 
+from glpft.formats import FormatError, read_json
 from glpft.parsing import ABSENT, FINISH_NAME, parse_finish
 
 log = logging.getLogger(__name__)
@@ -56,12 +61,26 @@ def _tool_step(name: str, arguments: Any, response: Any) -> Step:
     return ("tool", {"name": name, "arguments": arguments, "response": response})
 
 
-def steps_from_messages(messages: list[dict]) -> list[Step]:
+def _bad(where_: str, field_: str, problem: str) -> FormatError:
+    return FormatError(f"{where_}: field '{field_}' {problem}", f"bad '{field_}'")
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string"}.get(type(value), type(value).__name__)
+
+
+def steps_from_messages(messages: list[dict], where_: str = "answer", field_: str = "messages") -> list[Step]:
     """Steps of one train_messages chain: every assistant message after system+user becomes a node.
 
     A function call becomes a ``tool`` node whose response is the following function message's content
-    (``""`` for Finish); an assistant message without a call becomes an ``assistant`` node.
+    (``""`` for Finish); an assistant message without a call becomes an ``assistant`` node. A message
+    that is not an object raises a FormatError naming ``where_`` and ``field_[i]``.
     """
+    if not isinstance(messages, list):
+        raise _bad(where_, field_, f"should be a list of messages, got {_kind(messages)}")
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict):
+            raise _bad(where_, f"{field_}[{i}]", f"should be a message object, got {_kind(msg)}")
     steps: list[Step] = []
     for i in range(2, len(messages)):
         msg = messages[i]
@@ -71,6 +90,8 @@ def steps_from_messages(messages: list[dict]) -> list[Step]:
         if not call:
             steps.append(("assistant", msg.get("content") or ""))
             continue
+        if not isinstance(call, dict):
+            raise _bad(where_, f"{field_}[{i}].function_call", f"should be an object, got {_kind(call)}")
         name = call.get("name", "")
         response: Any = ""
         if (
@@ -106,15 +127,32 @@ def steps_from_search_nodes(nodes: list[dict]) -> list[Step]:
     return steps
 
 
-def flatten_tree(root: dict) -> list[dict]:
-    """Depth-first pre-order of a search tree: every branch the search tried, in the order tried."""
+def flatten_tree(root: dict, where_: str = "answer", field_: str = "tree.tree") -> list[dict]:
+    """Depth-first pre-order of a search tree: every branch the search tried, in the order tried.
+
+    A node that is not an object, or whose ``children`` is not a list, raises a FormatError.
+    """
     out: list[dict] = []
-    stack = [root]
+    stack = [(root, field_)]
     while stack:
-        node = stack.pop()
+        node, at = stack.pop()
+        if not isinstance(node, dict):
+            raise _bad(where_, at, f"should be a search-tree node object, got {_kind(node)}")
         out.append(node)
-        stack.extend(reversed(node.get("children") or []))
+        children = node.get("children") or []
+        if not isinstance(children, list):
+            raise _bad(where_, f"{at}.children", f"should be a list, got {_kind(children)}")
+        stack.extend((c, f"{at}.children[{j}]") for j, c in reversed(list(enumerate(children))))
     return out
+
+
+def _chain_nodes(chain: Any, where_: str, field_: str) -> list[dict]:
+    if not isinstance(chain, list):
+        raise _bad(where_, field_, f"should be a list of nodes, got {_kind(chain)}")
+    for i, node in enumerate(chain):
+        if not isinstance(node, dict):
+            raise _bad(where_, f"{field_}[{i}]", f"should be a node object, got {_kind(node)}")
+    return chain
 
 
 def _nest(steps: list[Step]) -> list[DetailNode]:
@@ -127,23 +165,63 @@ def _nest(steps: list[Step]) -> list[DetailNode]:
     return head
 
 
-def convert_answer(data: dict, method: str) -> ConvertedAnswer:
-    """One ToolBench answer file (``{"answer_generation": …, "tree"|"trys": …}``) → one converted entry.
+#: most nodes one converted chain may have: it nests two JSON levels per node, and JSON readers stop near
+#: 1000 levels (a longer chain could be written by no one and read by no one)
+MAX_DETAIL_NODES = 400
+
+
+def _bounded(steps: list[Step]) -> list[Step]:
+    """``steps`` cut to fit MAX_DETAIL_NODES with system and user: the last steps (those that end the
+    answer, Finish included) are kept, behind one assistant node saying how many were left out."""
+    room = MAX_DETAIL_NODES - 2
+    if len(steps) <= room:
+        return steps
+    kept = steps[-(room - 1) :]
+    note = f"({len(steps) - len(kept)} earlier steps left out: the converted chain holds {MAX_DETAIL_NODES} nodes)"
+    return [("assistant", note)] + kept
+
+
+def answer_steps(data: Any, where_: str = "answer") -> tuple[dict, list[Step]]:
+    """``(answer_generation, steps)`` of one ToolBench answer file (``{"answer_generation": …, "tree"|"trys"}``).
 
     Valid answers use the last train_messages chain. Answers without valid data are converted from the
-    search tree (DFSDT: the whole tree, depth-first) or from the last try (CoT/ReAct).
+    search tree (DFSDT: the whole tree, depth-first) or from the last try (CoT/ReAct). A file without
+    the expected shape raises a one-line FormatError naming ``where_`` (the file) and the field.
     """
-    gen = data["answer_generation"]
+    if not isinstance(data, dict):
+        raise FormatError(f"{where_}: expected a JSON object, got {_kind(data)}", "wrong top-level type")
+    gen = data.get("answer_generation")
+    if not isinstance(gen, dict):
+        if gen is None:
+            raise FormatError(f"{where_}: missing field 'answer_generation'", "missing 'answer_generation'")
+        raise _bad(where_, "answer_generation", f"should be an object, got {_kind(gen)}")
+    for name, kind in (("query", str), ("function", list)):
+        if name not in gen:
+            raise FormatError(f"{where_}: missing field 'answer_generation.{name}'", f"missing '{name}'")
+        if not isinstance(gen[name], kind):
+            raise _bad(
+                where_, f"answer_generation.{name}", f"should be {_kind(kind())}, got {_kind(gen[name])}"
+            )
     chains = gen.get("train_messages") or []
+    if not isinstance(chains, list):
+        raise _bad(where_, "answer_generation.train_messages", f"should be a list, got {_kind(chains)}")
+    tree, trys = data.get("tree"), data.get("trys")
     if gen.get("valid_data") and chains:
-        steps = steps_from_messages(chains[-1])
-    elif isinstance(data.get("tree"), dict) and isinstance(data["tree"].get("tree"), dict):
-        steps = steps_from_search_nodes(flatten_tree(data["tree"]["tree"]))
-    elif data.get("trys"):
+        steps = steps_from_messages(chains[-1], where_, "answer_generation.train_messages[-1]")
+    elif isinstance(tree, dict) and isinstance(tree.get("tree"), dict):
+        steps = steps_from_search_nodes(flatten_tree(tree["tree"], where_, "tree.tree"))
+    elif trys:
+        if not isinstance(trys, list) or not isinstance(trys[-1], dict):
+            raise _bad(where_, "trys", "should be a list of try objects")
         # paper parity: ToolEval picks a random try; we take the last one so conversion is deterministic
-        steps = steps_from_search_nodes(data["trys"][-1].get("chain") or [])
+        steps = steps_from_search_nodes(_chain_nodes(trys[-1].get("chain") or [], where_, "trys[-1].chain"))
     else:
         steps = []
+    return gen, steps
+
+
+def _entry(gen: dict, steps: list[Step], method: str) -> ConvertedAnswer:
+    steps = _bounded(steps)
     # paper parity (StableToolBench files): the system and user nodes carry empty messages
     details = _nest([("system", ""), ("user", "")] + steps)
     return {
@@ -158,50 +236,116 @@ def convert_answer(data: dict, method: str) -> ConvertedAnswer:
     }
 
 
-def _id_key(qid: str) -> tuple[int, str]:
-    return (int(qid), qid) if qid.isdigit() else (1 << 62, qid)
+def convert_answer(data: dict, method: str, where_: str = "answer") -> ConvertedAnswer:
+    """One ToolBench answer file → one converted entry (see :func:`answer_steps`; FormatError on bad shape)."""
+    gen, steps = answer_steps(data, where_)
+    return _entry(gen, steps, method)
+
+
+def infrastructure_error(data: Any) -> str | None:
+    """Why run-queries marked this answer file as made against a failed backend, else None.
+
+    Same test as run-queries' ``is_answered``: a truthy ``answer_generation.infrastructure_error``.
+    """
+    gen = data.get("answer_generation") if isinstance(data, dict) else None
+    reason = gen.get("infrastructure_error") if isinstance(gen, dict) else None
+    return str(reason) if reason else None
+
+
+def query_id_key(qid: str) -> tuple[int, int, str]:
+    """Sort key of query ids: numeric ids in numeric order, then the others by text.
+
+    fixes: "²".isdigit() is true but int() refuses it, and a 5000-digit id exceeds int()'s digit limit
+    """
+    if qid.isascii() and qid.isdigit() and len(qid) < 30:
+        return (0, int(qid), qid)
+    return (1, 0, qid)
+
+
+@dataclass
+class Conversion:
+    """What :func:`convert_answers` found in one answer folder."""
+
+    answers: dict[str, ConvertedAnswer]  # query id → converted entry, ids sorted
+    matched: int = 0  # *.json files whose name has the method
+    other_files: list[str] = field(default_factory=list)  # *.json files without it (first few)
+    infrastructure_errors: dict[str, str] = field(default_factory=dict)  # skipped: query id → reason
+    shortened: list[str] = field(default_factory=list)  # ids whose chain was cut to MAX_DETAIL_NODES
+
+
+def convert_answers(answer_dir: str | os.PathLike, method: str) -> Conversion:
+    """Every ``<query_id>_…<method>….json`` in ``answer_dir`` → :class:`Conversion` (ids sorted).
+
+    Answer files marked ``infrastructure_error`` are skipped and listed; any unreadable, non-JSON or
+    wrongly shaped file raises a one-line FormatError naming it (and the field).
+    """
+    answer_dir = Path(answer_dir)
+    if not answer_dir.exists():
+        raise FormatError(f"{answer_dir}: no such answer folder", "missing file")
+    if not answer_dir.is_dir():
+        raise FormatError(f"{answer_dir}: is a file, expected a folder of answer files", "not a folder")
+    result = Conversion(answers={})
+    out = result.answers
+    for path in sorted(answer_dir.glob("*.json")):
+        if method not in path.name:
+            if len(result.other_files) < 3:
+                result.other_files.append(path.name)
+            continue
+        result.matched += 1
+        qid = path.name.split("_")[0]
+        data = read_json(path, expect=dict)
+        reason = infrastructure_error(data)
+        if reason is not None:
+            result.infrastructure_errors[qid] = reason
+            continue
+        if qid in out:
+            log.warning("%s: a second answer for query %s replaces the first", path, qid)
+        try:
+            gen, steps = answer_steps(data, str(path))
+            out[qid] = _entry(gen, steps, method)
+            json.dumps(out[qid])  # what cannot be written must fail here, naming its file
+        except (RecursionError, ValueError) as e:
+            if isinstance(e, FormatError):
+                raise
+            raise FormatError(
+                f"{path}: cannot be converted ({type(e).__name__})", "not convertible"
+            ) from None
+        if len(steps) + 2 > MAX_DETAIL_NODES:
+            result.shortened.append(qid)
+    result.answers = dict(sorted(out.items(), key=lambda kv: query_id_key(kv[0])))
+    return result
 
 
 def convert_answer_dir(answer_dir: str | os.PathLike, method: str) -> dict[str, ConvertedAnswer]:
     """Every ``<query_id>_…<method>….json`` in ``answer_dir`` → ``{query_id: converted}``, ids sorted."""
-    answer_dir = Path(answer_dir)
-    if not answer_dir.is_dir():
-        raise FileNotFoundError(f"{answer_dir}: answer folder not found")
-    out: dict[str, ConvertedAnswer] = {}
-    for path in sorted(answer_dir.glob("*.json")):
-        if method not in path.name:
-            continue
-        qid = path.name.split("_")[0]
-        if qid in out:
-            log.warning("%s: a second answer for query %s replaces the first", path, qid)
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-        if "answer_generation" not in data:
-            raise ValueError(f"{path}: missing field 'answer_generation'")
-        try:
-            out[qid] = convert_answer(data, method)
-        except KeyError as e:
-            raise ValueError(f"{path}: missing field 'answer_generation.{e.args[0]}'") from None
-    return dict(sorted(out.items(), key=lambda kv: _id_key(kv[0])))
+    return convert_answers(answer_dir, method).answers
 
 
 # ----------------------------------------------------------------------------- reading
 
 
 def read_converted(path: str | os.PathLike) -> dict[str, ConvertedAnswer]:
-    """Read and validate a converted file; errors name the file, the query id and the field."""
-    with open(path, encoding="utf-8") as f:
-        data = json.load(f)
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected an object {{query_id: answer}}")
+    """Read and validate a converted file; errors (FormatError, one line) name the file, the query id and
+    the field."""
+    data = read_json(path, expect=dict)
     for qid, entry in data.items():
+        at = f"{os.fspath(path)}: query {qid}"
         if not isinstance(entry, dict) or not isinstance(entry.get("query"), str):
-            raise ValueError(f"{path}: query {qid}: missing field 'query'")
+            raise FormatError(f"{at}: missing field 'query'", "missing 'query'")
         answer = entry.get("answer")
         if not isinstance(answer, dict) or not isinstance(answer.get("answer_details"), list):
-            raise ValueError(f"{path}: query {qid}: missing field 'answer.answer_details'")
-        entry.setdefault("available_tools", [])
+            raise FormatError(f"{at}: missing field 'answer.answer_details'", "missing 'answer_details'")
+        if not isinstance(entry.setdefault("available_tools", []), list):
+            raise FormatError(f"{at}: field 'available_tools' should be a list", "bad 'available_tools'")
         answer.setdefault("final_answer", "")
+        level, depth = answer["answer_details"], 0
+        while level:  # the chain answer_chain() walks: every first child an object, every "next" a list
+            node = level[0]
+            if not isinstance(node, dict) or not isinstance(node.get("next") or [], list):
+                raise FormatError(
+                    f"{at}: field 'answer.answer_details': node {depth} should be an object with a 'next' list"
+                )
+            level, depth = node.get("next") or [], depth + 1
     return data
 
 

@@ -24,7 +24,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from glpft.formats import write_json_atomic
 from glpft.prompts import AGENT_ROLES, TRAIN_PREFIX
+
+
+class DemoError(ValueError):
+    """A demo run that cannot start (a bad --out, or a folder holding another configuration's run)."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +105,6 @@ def _train(base: str, data: Path, out: Path, epochs: float, lr: float, cfg: Demo
 
 def _static(models: dict[str, str], test_file: Path, out: Path, cfg: DemoConfig) -> dict:
     from glpft import infer, metrics
-    from glpft.formats import write_json_atomic
 
     infer.infer(
         infer.ModelArguments(**{f"{r}_model_name_or_path": models[r] for r in AGENT_ROLES}),
@@ -302,7 +306,27 @@ def run_demo(out: Path, cfg: DemoConfig, seed: int = 0, force: bool = False) -> 
     from glpft.tiny_model import corpus_texts, make_tiny_model
     from toolbench_multillm import demo_data
 
+    if out.exists() and not out.is_dir():
+        raise DemoError(f"--out {out}: is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
+    # finished stages are reused only by a run of the same configuration (fixes: `demo` and
+    # `demo --quick` sharing a folder wrote a report about models it had not measured)
+    config = {**asdict(cfg), "seed": seed}
+    config_file = out / "demo_config.json"
+    if config_file.exists() and not force:
+        try:
+            previous = json.loads(config_file.read_text())
+        except ValueError:
+            previous = None
+        if previous != config:
+            changed = sorted(
+                k for k in config if not isinstance(previous, dict) or previous.get(k) != config[k]
+            )
+            raise DemoError(
+                f"{out} holds a demo run with another configuration ({', '.join(changed) or 'unreadable'}); "
+                "pass --force to start over there, or choose another --out"
+            )
+    write_json_atomic(config_file, config, indent=2)
     st = Stages(out, force)
     world = out / "01_world"
     st.run(
@@ -390,7 +414,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=logging.WARNING)
     t0 = time.perf_counter()
-    result = run_demo(Path(args.out), QUICK if args.quick else DemoConfig(), seed=args.seed, force=args.force)
+    try:
+        result = run_demo(
+            Path(args.out), QUICK if args.quick else DemoConfig(), seed=args.seed, force=args.force
+        )
+    except DemoError as e:
+        print(f"alpha-umi demo: error: {e}", file=sys.stderr)
+        return 2
     m = result["static"]["α-UMi (trained)"]
     print(f"[demo] done in {time.perf_counter() - t0:.0f}s: Plan ACC {m['plan_em']:.3f}, Act. EM {m['action_em']:.3f}, "
           + ", ".join(f"{k} pass rate {v['pass_rate']:.2f}" for k, v in result["realtime"].items()))  # fmt: skip

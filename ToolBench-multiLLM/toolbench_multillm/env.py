@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from glpft.chat import public_url, redact, url_secrets
 from glpft.parsing import ABSENT, FINISH_NAME, GIVE_ANSWER, GIVE_UP_RETURN, parse_finish
 from glpft.prompts import OBSERVATION_STYLES, as_text, observation_text
 from toolbench_multillm.tools import Api, Toolset
@@ -98,11 +99,28 @@ def process_rate_limiter(url: str, per_minute: float | None) -> RateLimiter:
 
 
 class ToolCallError(Exception):
-    """A tool request that produced no ``{"error", "response"}`` answer; ``status`` is the step status."""
+    """A tool request that produced no ``{"error", "response"}`` answer; ``status`` is the step status.
 
-    def __init__(self, status: int, message: str):
+    ``infrastructure`` is true when the backend itself failed (unreachable, timeouts, 5xx or 429 after
+    every retry, refused credentials, a reply that is not ToolBench's JSON) rather than the call.
+    """
+
+    def __init__(self, status: int, message: str, infrastructure: bool = True):
         super().__init__(message)
         self.status = status
+        self.infrastructure = infrastructure
+
+
+class ToolBackendError(RuntimeError):
+    """The tool backend failed during a query: whatever the agent did next would rest on it."""
+
+    def __init__(self, url: str, error: ToolCallError):
+        super().__init__(f"tool backend {public_url(url)} failed: {error}")
+        self.status = error.status
+
+
+#: Sources a reply may name (the project's tool server adds ``"source"``; other services do not).
+SOURCES = ("local", "cache", "upstream", "simulator", "none")
 
 
 class ToolClient:
@@ -129,7 +147,7 @@ class ToolClient:
         self._http = http_client or httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)))
 
     def __repr__(self) -> str:  # never shows the key
-        return f"ToolClient(url={self.url!r}, key={'set' if self._key else 'unset'})"
+        return f"ToolClient(url={public_url(self.url)!r}, key={'set' if self._key else 'unset'})"
 
     def __deepcopy__(self, memo: dict) -> ToolClient:
         return self
@@ -162,14 +180,24 @@ class ToolClient:
     def post(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         """The service's answer ``{"error": str, "response": str}``, or :class:`ToolCallError`."""
         headers = {"toolbench_key": self._key} if self._key else {}
+        secrets = [self._key, str(payload.get("toolbench_key") or ""), *url_secrets(self.url)]
+        try:
+            body = json.dumps(dict(payload), allow_nan=False).encode("utf-8")
+        except (ValueError, TypeError, RecursionError, UnicodeEncodeError) as e:
+            # the call itself cannot be sent (NaN, a lone surrogate, a value that is not JSON)
+            raise ToolCallError(BAD_INPUT, f"tool input cannot be sent: {type(e).__name__}", False) from None
+        headers["content-type"] = "application/json"
         for attempt in range(self.max_retries + 1):
             self.limiter.wait()
             last = attempt == self.max_retries
             try:
-                response = self._http.post(self.url, json=dict(payload), headers=headers)
+                response = self._http.post(self.url, content=body, headers=headers)
             except httpx.TimeoutException:
-                raise ToolCallError(TIMEOUT, "request time out") from None
-            except httpx.TransportError as e:
+                if last:
+                    raise ToolCallError(TIMEOUT, "request time out") from None
+                logger.info("tool request timed out; retry %d", attempt + 1)
+                continue
+            except httpx.HTTPError as e:
                 if last:
                     raise ToolCallError(REQUEST_FAILED, f"request failed: {type(e).__name__}") from None
                 logger.info("tool request failed (%s); retry %d", type(e).__name__, attempt + 1)
@@ -181,15 +209,18 @@ class ToolClient:
                 time.sleep(self._delay(attempt, response))
                 continue
             if code != 200:
-                reason = _error_of(response)
+                reason = redact(_error_of(response), secrets)
                 status = {404: NOT_FOUND, 429: TOO_MANY_REQUESTS}.get(code, REQUEST_FAILED)
+                # a refused or failing backend is infrastructure; a 4xx about this call is the call's answer
+                infra = code >= 500 or code in (401, 403, 407, 429)
                 raise ToolCallError(
                     status,
                     f"request invalid, data error. status_code={code}" + (f": {reason}" if reason else ""),
+                    infrastructure=infra,
                 )
             try:
                 data = response.json()
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise ToolCallError(REQUEST_FAILED, "request invalid, data error") from None
             if not isinstance(data, dict) or "response" not in data:
                 raise ToolCallError(REQUEST_FAILED, "request invalid, data error")
@@ -203,10 +234,10 @@ class ToolClient:
 def _error_of(response: httpx.Response) -> str:
     try:
         data = response.json()
-    except ValueError:
+        if isinstance(data, dict):
+            return str(data.get("error") or data.get("detail") or "")[:200]
+    except (ValueError, RecursionError):
         return response.text[:200]
-    if isinstance(data, dict):
-        return str(data.get("error") or data.get("detail") or "")[:200]
     return ""
 
 
@@ -221,9 +252,21 @@ def _status_of(error: Any) -> int:
     return ERROR_FIELD
 
 
+#: What a step does when the tool backend itself fails (ToolCallError.infrastructure).
+BACKEND_ERROR_POLICIES = ("stop", "observe")
+
+
 class ToolEnv:
     """One query's environment. ``step`` returns ToolBench's status codes; ``success`` and
-    ``final_answer`` are set once Finish gives an answer. Deep copies share the HTTP client."""
+    ``final_answer`` are set once Finish gives an answer. Deep copies share the HTTP client.
+
+    ``last_source`` says where the last observation came from: a reply's ``source`` (the project's
+    tool server: local/cache/upstream/simulator/none), ``upstream`` for a service that does not say,
+    ``error`` for a failed request, ``environment`` for Finish and unknown names. When the backend
+    itself fails, ``on_backend_error="stop"`` (default) raises :class:`ToolBackendError` — an answer
+    resting on a dead backend is not an answer; ``"observe"`` returns the failure as an observation,
+    as the original did.
+    """
 
     def __init__(
         self,
@@ -232,18 +275,23 @@ class ToolEnv:
         max_observation_length: int = 1024,
         observ_compress_method: str = "truncate",
         observation_format: str = "alpha_umi",
+        on_backend_error: str = "stop",
     ):
         if observation_format not in OBSERVATION_FORMATS:
             raise ValueError(
                 f"observation_format must be one of {OBSERVATION_FORMATS}, not {observation_format!r}"
             )
+        if on_backend_error not in BACKEND_ERROR_POLICIES:
+            raise ValueError(f"on_backend_error must be one of {BACKEND_ERROR_POLICIES}")
         self.toolset = toolset
         self.client = client
         self.max_observation_length = max_observation_length
         self.observ_compress_method = observ_compress_method
         self.observation_format = observation_format
+        self.on_backend_error = on_backend_error
         self.success = 0
         self.final_answer: str | None = None
+        self.last_source = ""
 
     @property
     def functions(self) -> list[dict[str, Any]]:
@@ -271,6 +319,7 @@ class ToolEnv:
         return observation, status
 
     def _step(self, action: str, action_input: Any) -> tuple[str, int]:
+        self.last_source = "environment"
         action = action.strip() if isinstance(action, str) else ""
         if action == FINISH_NAME:
             return self._finish(action_input)
@@ -305,7 +354,12 @@ class ToolEnv:
         try:
             data = self.client.post(payload)
         except ToolCallError as e:
+            self.last_source = "error"
+            if e.infrastructure and self.on_backend_error == "stop":
+                raise ToolBackendError(self.client.url, e) from None
             return json.dumps({"error": str(e), "response": ""}), e.status
+        source = data.get("source")
+        self.last_source = source if source in SOURCES else "upstream"
         # The reply's values as received: a JSON object or list response is encoded exactly once
         # (fixes: it used to be turned into text here and JSON-encoded again in the observation).
         error, response = data.get("error", ""), data.get("response", "")
@@ -336,7 +390,16 @@ def add_env_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--observ_compress_method", default="truncate", help="sent as the payload's 'strip'")
     g.add_argument("--observation_format", choices=OBSERVATION_FORMATS, default="alpha_umi")
     g.add_argument("--tool_timeout", type=float, default=30.0, help="seconds per tool request")
-    g.add_argument("--tool_retries", type=int, default=3, help="retries on 429/5xx/connection errors")
+    g.add_argument(
+        "--tool_retries", type=int, default=3, help="retries on 429/5xx/timeouts/connection errors"
+    )
+    g.add_argument(
+        "--on_backend_error",
+        choices=BACKEND_ERROR_POLICIES,
+        default="stop",
+        help="stop: a query whose tool backend failed is not answered (redone on rerun); "
+        "observe: the failure becomes an observation (the original's behaviour)",
+    )
     g.add_argument(
         "--rate_limit",
         type=float,
@@ -393,5 +456,10 @@ def client_from_args(args: argparse.Namespace) -> ToolClient:
 
 def env_from_args(toolset: Toolset, client: ToolClient, args: argparse.Namespace) -> ToolEnv:
     return ToolEnv(
-        toolset, client, args.max_observation_length, args.observ_compress_method, args.observation_format
+        toolset,
+        client,
+        args.max_observation_length,
+        args.observ_compress_method,
+        args.observation_format,
+        args.on_backend_error,
     )

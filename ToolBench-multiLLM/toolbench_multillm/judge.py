@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 
 from glpft.chat import ChatClient, EndpointUnavailable, content_of
+from glpft.formats import FormatError, read_json
 from glpft.parsing import FINISH_NAME
 from toolbench_multillm.convert import ConvertedBody, answer_chain, final_answer_text, tool_call
 
@@ -95,16 +96,26 @@ def load_api_keys(api_pool_file: str | None = None) -> list[str]:
     """Keys from a key-pool JSON file (the paper's API_POOL_FILE), else ``$OPENAI_API_KEY``, else none.
 
     Pool formats: ``["sk-…", …]``, ``[{"api_key": "sk-…", …}, …]`` (ToolBench's) or ``{"api_keys": [...]}``.
+    A bad pool file raises a one-line FormatError naming it (never showing a key).
     """
     if api_pool_file:
-        with open(api_pool_file, encoding="utf-8") as f:
-            pool = json.load(f)
+        pool = read_json(api_pool_file, expect=(list, dict))
         if isinstance(pool, dict):
             pool = pool.get("api_keys", pool.get("keys", []))
-        keys = [item if isinstance(item, str) else (item or {}).get("api_key", "") for item in pool]
-        keys = [k for k in keys if k]
+            if not isinstance(pool, list):
+                raise FormatError(f"{api_pool_file}: field 'api_keys' should be a list", "bad 'api_keys'")
+        keys = []
+        for i, item in enumerate(pool):
+            key = item.get("api_key", "") if isinstance(item, dict) else item
+            if not isinstance(key, str):
+                raise FormatError(
+                    f"{api_pool_file}: record {i}: expected a key string or an object with a string 'api_key'",
+                    "bad 'api_key'",
+                )
+            if key:
+                keys.append(key)
         if not keys:
-            raise ValueError(f"{api_pool_file}: no 'api_key' entries in the key pool")
+            raise FormatError(f"{api_pool_file}: no 'api_key' entries in the key pool", "no keys")
         return keys
     key = os.environ.get("OPENAI_API_KEY", "")
     return [key] if key else []
@@ -141,6 +152,8 @@ def _object_at(text: str, start: int) -> tuple[dict | None, int]:
                 size *= 4  # the failure may be the window's cut: look further
                 continue
             return None, start + (len(window) if unterminated else max(e.pos, 1))
+        except ValueError:  # fixes: an integer of more than 4300 digits crashed the run
+            return None, start + len(window)
 
 
 def parse_json_reply(text: str | None) -> dict | None:
@@ -172,6 +185,17 @@ def _field(obj: dict, *names: str) -> Any:
     return None
 
 
+def _reason(obj: dict) -> str:
+    """The reply's ``reason`` as text; one that is not a string is shown as JSON (cut), never raising."""
+    value = _field(obj, "reason")
+    if isinstance(value, str) or not value:
+        return value or ""
+    try:
+        return json.dumps(value, ensure_ascii=False)[:500]
+    except (ValueError, TypeError, RecursionError):
+        return "(unprintable reason)"
+
+
 def parse_pass_reply(text: str | None) -> tuple[str, str] | None:
     """``(label, reason)`` from a pass-rate reply, or None when it is malformed."""
     obj = parse_json_reply(text)
@@ -183,7 +207,7 @@ def parse_pass_reply(text: str | None) -> tuple[str, str] | None:
     label = {"solved": SOLVED, "unsolved": UNSOLVED, "unsure": UNSURE}.get(value.strip().strip(".").lower())
     if label is None:
         return None
-    return label, str(_field(obj, "reason") or "")
+    return label, _reason(obj)
 
 
 def parse_preference_reply(text: str | None) -> tuple[str, str] | None:
@@ -198,7 +222,7 @@ def parse_preference_reply(text: str | None) -> tuple[str, str] | None:
     label = {"A": "A", "B": "B", "1": "A", "2": "B"}.get(value)
     if label is None:
         return None
-    return label, str(_field(obj, "reason") or "")
+    return label, _reason(obj)
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -229,9 +253,18 @@ def render_answer(answer: ConvertedBody, max_response_chars: int = 1024) -> str:
     return "\n".join(lines)
 
 
+def _sendable(text: str) -> str:
+    """``text`` as UTF-8 can carry it: lone surrogates (a JSON ``\\ud83d`` cut from its pair) become U+FFFD."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:  # fixes: such an answer made every request for it fail to encode
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
 def pass_messages(query: str, answer: ConvertedBody, max_response_chars: int = 1024) -> list[dict]:
     user = f"Query:\n{query}\n\nAssistant's solution:\n{render_answer(answer, max_response_chars)}"
-    return [{"role": "system", "content": PASS_SYSTEM_PROMPT}, {"role": "user", "content": user}]
+    return [{"role": "system", "content": PASS_SYSTEM_PROMPT}, {"role": "user", "content": _sendable(user)}]
 
 
 def preference_messages(
@@ -242,7 +275,10 @@ def preference_messages(
         f"=== Answer A ===\n{render_answer(a, max_response_chars)}\n\n"
         f"=== Answer B ===\n{render_answer(b, max_response_chars)}"
     )
-    return [{"role": "system", "content": PREFERENCE_SYSTEM_PROMPT}, {"role": "user", "content": user}]
+    return [
+        {"role": "system", "content": PREFERENCE_SYSTEM_PROMPT},
+        {"role": "user", "content": _sendable(user)},
+    ]
 
 
 # ----------------------------------------------------------------------------- client
@@ -279,6 +315,11 @@ class Judge:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def describe_error(self, e: BaseException) -> str:
+        """One line about an error met while judging one answer, without keys or URL credentials."""
+        text = " ".join(f"{type(e).__name__}: {e}".split())[:300]
+        return self.client.redact(text)
 
     def complete(self, messages: list[dict]) -> str | None:
         """One chat completion's text (None when a 200 has no text); JudgeUnavailable when unusable."""

@@ -15,12 +15,14 @@ import io
 import json
 import logging
 import statistics
+import sys
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-from glpft.formats import write_json_atomic, write_text_atomic
+from glpft.formats import FormatError, read_json, write_json_atomic, write_text_atomic
 from toolbench_multillm.convert import ConvertedAnswer
 
 log = logging.getLogger(__name__)
@@ -29,10 +31,53 @@ log = logging.getLogger(__name__)
 JobResult = tuple[str, int, str, float, str, str, dict[str, Any]]
 
 
+#: ``decided_by`` of a label given because the answer could not be rendered or judged (a poison item)
+ERROR = "error"
+
+
 def answer_digest(entry: ConvertedAnswer) -> str:
-    """Fingerprint of an answer: stored labels are dropped when the answer they judged has changed."""
-    blob = json.dumps(entry.get("answer"), sort_keys=True, ensure_ascii=False).encode()
-    return hashlib.sha1(blob).hexdigest()[:16]
+    """Fingerprint of an answer: stored labels are dropped when the answer they judged has changed.
+
+    Never raises: an answer that cannot be serialised (nested past the recursion limit …) gets a fixed
+    digest, so its labels are kept on rerun instead of failing at the same item again.
+    """
+    try:
+        blob = json.dumps(entry.get("answer"), sort_keys=True, ensure_ascii=False)
+    except (ValueError, TypeError, RecursionError):
+        return "unserialisable"
+    return hashlib.sha1(blob.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def read_label_file(path: Path, fields: tuple[str, ...] = ("label", "score", "decided_by")) -> dict:
+    """A label file's ``{"meta", "queries"}``, checked: every repeat entry has ``fields`` (score a number).
+
+    Errors are one-line FormatErrors naming the file, the query and the field.
+    """
+    stored = read_json(path, expect=dict)
+    queries = stored.get("queries")
+    if not isinstance(queries, dict):
+        raise FormatError(
+            f"{path}: missing field 'queries' (not a label file of this tool?)", "missing 'queries'"
+        )
+    if not isinstance(stored.setdefault("meta", {}), dict):
+        raise FormatError(f"{path}: field 'meta' should be an object", "bad 'meta'")
+    for qid, record in queries.items():
+        repeats = record.get("repeats") if isinstance(record, dict) else None
+        if not isinstance(repeats, dict):
+            raise FormatError(f"{path}: query {qid}: missing field 'repeats'", "missing 'repeats'")
+        for r, entry in repeats.items():
+            if not r.isdecimal() or not isinstance(entry, dict):
+                raise FormatError(f"{path}: query {qid}: repeat {r!r} should be a number with an object")
+            for name in fields:
+                value = entry.get(name)
+                if value is None or (name == "score" and not _is_number(value)):
+                    kind = "a number" if name == "score" else "present"
+                    raise FormatError(f"{path}: query {qid}: repeat {r}: field '{name}' should be {kind}")
+    return stored
 
 
 class LabelStore:
@@ -48,13 +93,10 @@ class LabelStore:
         self.tsv_path = json_path.with_suffix(".tsv")
         self.meta = meta
         self.queries: dict[str, dict] = {}
-        if json_path.is_file() and not overwrite:
-            with open(json_path, encoding="utf-8") as f:
-                stored = json.load(f)
-            if not isinstance(stored.get("queries"), dict):
-                raise ValueError(f"{json_path}: missing field 'queries' (not a label file of this tool?)")
+        if json_path.exists() and not overwrite:
+            stored = read_label_file(json_path)
             self.queries = stored["queries"]
-            old = stored.get("meta", {}).get("judge_model")
+            old = stored["meta"].get("judge_model")
             if old and old != meta.get("judge_model"):
                 log.warning(
                     "%s: resuming labels made by judge %s with judge %s", json_path, old, meta["judge_model"]
@@ -89,10 +131,58 @@ class LabelStore:
             for r, e in sorted(record["repeats"].items(), key=lambda kv: int(kv[0])):
                 reason = " ".join(str(e.get("reason", "")).split())
                 writer.writerow([qid, r, e["label"], e["score"], e["decided_by"], reason])
-        write_text_atomic(self.tsv_path, buf.getvalue())
+        text = buf.getvalue()
+        # a lone surrogate in a reason or id is written escaped (the JSON twin has the exact text)
+        write_text_atomic(self.tsv_path, text.encode("utf-8", "backslashreplace").decode("utf-8"))
 
 
-def run_jobs(store: LabelStore, jobs: list[tuple], work: Callable[..., JobResult], threads: int) -> None:
+class Progress:
+    """``<name>: done/total labels`` lines on stderr as labels arrive: the first, then at most one every
+    ``every`` seconds, and the last — so a person can follow a long judge run."""
+
+    def __init__(self, name: str, every: float = 5.0, stream: TextIO | None = None):
+        self.name = name
+        self.every = every
+        self.stream = stream
+        self.done = self.total = 0
+        self._last = 0.0
+
+    def _print(self, text: str) -> None:
+        print(f"{self.name}: {text}", file=self.stream or sys.stderr, flush=True)
+        self._last = time.monotonic()
+
+    def start(self, total: int, done: int, to_ask: int) -> None:
+        self.total, self.done = total, done
+        ask = f"asking the judge for {to_ask}" if to_ask else "nothing to ask the judge"
+        self._print(f"{done}/{total} labels ({done} saved or decided without the judge); {ask}")
+
+    def advance(self, n: int) -> None:
+        if n <= 0:
+            return
+        self.done += n
+        if self.done >= self.total or time.monotonic() - self._last >= self.every:
+            self._print(f"{self.done}/{self.total} labels")
+
+
+def poisoned(store: LabelStore, qid: str, repeat: int, reason: str) -> str:
+    """Log that one answer could not be rendered or judged; the reason its fallback label carries."""
+    log.warning(
+        "%s: query %s repeat %d could not be judged (%s); counted as Unsure/tie",
+        store.json_path.name,
+        qid,
+        repeat,
+        reason,
+    )
+    return f"could not be judged: {reason}"
+
+
+def run_jobs(
+    store: LabelStore,
+    jobs: list[tuple],
+    work: Callable[..., JobResult],
+    threads: int,
+    progress: Progress | None = None,
+) -> None:
     """Run ``work(*job) -> JobResult`` on a bounded pool.
 
     Each result is stored and saved as soon as it arrives; on an error (or Ctrl-C) pending jobs are
@@ -103,12 +193,16 @@ def run_jobs(store: LabelStore, jobs: list[tuple], work: Callable[..., JobResult
     stored: set[Future] = set()
 
     def store_done(done: Iterable[Future]) -> None:
+        new = 0
         for fut in done:
             if fut not in stored and fut.done() and not fut.cancelled() and fut.exception() is None:
                 qid, r, label, score, by, reason, extra = fut.result()
                 store.set(qid, r, label, score, by, reason, **extra)
                 stored.add(fut)
+                new += 1
         store.save()
+        if progress is not None:
+            progress.advance(new)
 
     try:
         pending = set(futures)

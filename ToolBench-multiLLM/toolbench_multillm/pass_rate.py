@@ -7,13 +7,21 @@ times, by the LLM judge (DESIGN §4.4); and the per-query pass decisions the win
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 from toolbench_multillm.convert import ConvertedAnswer, has_finish
-from toolbench_multillm.judge import SCORES, UNSOLVED, Judge, JudgeUnavailable
-from toolbench_multillm.labels import JobResult, LabelStore, answer_digest, run_jobs
+from toolbench_multillm.judge import SCORES, UNSOLVED, UNSURE, Judge, JudgeUnavailable
+from toolbench_multillm.labels import (
+    ERROR,
+    JobResult,
+    LabelStore,
+    Progress,
+    answer_digest,
+    poisoned,
+    read_label_file,
+    run_jobs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -25,45 +33,66 @@ def pass_rate_group(
     judge: Judge | None,
     evaluate_times: int,
     threads: int,
+    progress: Progress | None = None,
 ) -> None:
     """Label every (query, repeat) not yet in ``store``; answers without Finish are Unsolved unasked.
 
-    Ids without an answer (only present with ``--missing_as_unsolved``) are Unsolved too.
+    Ids without an answer (only present with ``--missing_as_unsolved``) are Unsolved too. An answer that
+    cannot be rendered or judged (a poison item: any error but the judge's outage) is Unsure, flagged
+    ``decided_by: "error"`` with the reason, and the run goes on.
     """
     jobs = []
     for qid in ids:
         entry = answers.get(qid)
         store.sync(qid, answer_digest(entry) if entry else "missing")
+        try:
+            finished = entry is not None and has_finish(entry["answer"])
+            problem = None
+        except Exception as e:  # a poison answer must not stop the group
+            finished, problem = False, f"{type(e).__name__}: {e}"[:300]
         for r in range(evaluate_times):
             if store.has(qid, r):
                 continue
             if entry is None:
                 store.set(qid, r, UNSOLVED, 0.0, "missing", "no answer for this query")
-            elif not has_finish(entry["answer"]):  # paper parity: a Finish that gives up is still judged
+            elif problem is not None:
+                store.set(qid, r, UNSURE, SCORES[UNSURE], ERROR, poisoned(store, qid, r, problem))
+            elif not finished:  # paper parity: a Finish that gives up is still judged
                 store.set(qid, r, UNSOLVED, 0.0, "no_finish", "no Finish step")
             else:
                 jobs.append((qid, r))
+    if progress is not None:
+        total = len(ids) * evaluate_times
+        progress.start(total, total - len(jobs), len(jobs))
 
     def work(qid: str, r: int) -> JobResult:
         if judge is None:
             raise JudgeUnavailable("no judge configured")
-        v = judge.judge_solved(answers[qid]["query"], answers[qid]["answer"])
+        try:
+            v = judge.judge_solved(answers[qid]["query"], answers[qid]["answer"])
+        except JudgeUnavailable:
+            raise
+        except Exception as e:  # fixes: one answer that failed to render or send stopped the whole run
+            reason = poisoned(store, qid, r, judge.describe_error(e))
+            return qid, r, UNSURE, SCORES[UNSURE], ERROR, reason, {}
         return qid, r, v.label, SCORES[v.label], "malformed" if v.malformed else "judge", v.reason, {}
 
-    run_jobs(store, jobs, work, threads)
+    run_jobs(store, jobs, work, threads, progress)
 
 
 def read_pass_decisions(path: Path | None) -> dict[str, bool]:
-    """Per-query pass decision from a pass-rate label file: mean score ≥ 0.5 (ToolEval: ties pass)."""
-    if path is None or not path.is_file():
+    """Per-query pass decision from a pass-rate label file: mean score ≥ 0.5 (ToolEval: ties pass).
+
+    An absent file gives no decisions (the judge decides); a corrupt one raises a one-line FormatError.
+    """
+    if path is None or not path.exists():
         if path is not None:
-            log.warning("%s: no pass-rate labels; the judge decides every query", path)
+            log.warning("%s: no pass-rate labels; the judge decides every query of this group", path)
         return {}
-    with open(path, encoding="utf-8") as f:
-        queries = json.load(f).get("queries", {})
+    queries = read_label_file(path, fields=("score",))["queries"]
     out = {}
     for qid, rec in queries.items():
-        scores = [e["score"] for e in rec.get("repeats", {}).values()]
+        scores = [e["score"] for e in rec["repeats"].values()]
         if scores:
             out[qid] = sum(scores) / len(scores) >= 0.5
     return out

@@ -66,12 +66,13 @@ class ToolRegistry:
 
     @staticmethod
     def call(local: LocalTool, tool_input: Any) -> tuple[str, str]:
-        """(error, response) of one call; bad input and the tool's own exceptions become the error text."""
+        """(error, response) of one call; bad input, the tool's own exceptions and a result with no JSON
+        text become the error text (never raises)."""
         args = tool_input
         if isinstance(tool_input, str):
             try:
                 args = json.loads(tool_input or "{}", strict=False)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):  # bad syntax, nested too deeply, huge integers
                 return "invalid tool input: not JSON", ""
         if not isinstance(args, dict):
             return "invalid tool input: expected a JSON object", ""
@@ -87,4 +88,9 @@ class ToolRegistry:
             and all(isinstance(v, str) for v in result.values())
         ):
             return result["error"], result["response"]  # a tool that answers in ToolBench's own shape
-        return "", result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)
+        if isinstance(result, str):
+            return "", result
+        try:
+            return "", json.dumps(result, ensure_ascii=False)
+        except (ValueError, TypeError, RecursionError) as e:
+            return f"tool result is not JSON-serialisable ({type(e).__name__})", ""

@@ -6,8 +6,10 @@ summaries, as markdown and as a bar chart (PNG).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Any
+
+from glpft.formats import FormatError, read_json
 
 #: paper Table 2 column order and headers
 TABLE_GROUPS = [
@@ -20,17 +22,49 @@ TABLE_GROUPS = [
 ]
 
 
+def _check_stat(path: Path, where_: str, stat: Any) -> None:
+    if not isinstance(stat, dict):
+        raise FormatError(f"{path}: field '{where_}' should be an object", f"bad '{where_}'")
+    for name in ("mean", "std"):
+        value = stat.get(name)
+        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+            raise FormatError(f"{path}: field '{where_}.{name}' should be a number or null", f"bad '{name}'")
+
+
+def read_summary(path: Path) -> dict:
+    """One ``*_summary.json`` written by pass-rate or win-rate, checked (one-line FormatError naming it)."""
+    s = read_json(path, expect=dict)
+    if s.get("metric") not in ("pass_rate", "win_rate") or not isinstance(s.get("model"), str):
+        raise FormatError(
+            f"{path}: missing field 'metric' or 'model' (not a ToolEval summary)", "not a summary"
+        )
+    groups = s.get("groups")
+    if not isinstance(groups, dict):
+        raise FormatError(f"{path}: missing field 'groups'", "missing 'groups'")
+    for group, g in groups.items():
+        _check_stat(path, f"groups.{group}", g)
+    _check_stat(path, "average", s.get("average"))
+    n = s["average"].get("groups")
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool)):
+        raise FormatError(f"{path}: field 'average.groups' should be a number", "bad 'groups'")
+    return s
+
+
 def load_summaries(paths: list[str]) -> dict[str, dict[str, dict]]:
-    """``{model: {"pass_rate": summary, "win_rate": summary}}`` from summary files or folders of them."""
+    """``{model: {"pass_rate": summary, "win_rate": summary}}`` from summary files or folders of them.
+
+    A missing path, a corrupt summary or no summary at all is a one-line FormatError.
+    """
     files: list[Path] = []
     for p in map(Path, paths):
+        if not p.exists():
+            raise FormatError(f"{p}: no such summary file or folder", "missing file")
         files += sorted(p.glob("*_summary.json")) if p.is_dir() else [p]
+    if not files:
+        raise FormatError(f"no *_summary.json found in {', '.join(paths)}", "no summaries")
     table: dict[str, dict[str, dict]] = {}
     for f in files:
-        with open(f, encoding="utf-8") as fh:
-            s = json.load(fh)
-        if s.get("metric") not in ("pass_rate", "win_rate") or "model" not in s:
-            raise ValueError(f"{f}: missing field 'metric' or 'model' (not a ToolEval summary)")
+        s = read_summary(f)
         table.setdefault(s["model"], {})[s["metric"]] = s
     return table
 

@@ -20,18 +20,21 @@ import json
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from glpft.formats import write_json_atomic, write_text_atomic
+from glpft.chat import EndpointUnavailable, public_url
+from glpft.formats import FormatError, read_json, write_json_atomic, write_text_atomic
 from glpft.prompts import AGENT_ROLES, TRAIN_PREFIX, get_template
 from toolbench_multillm import env as envmod
-from toolbench_multillm.agents import AlphaUmiAgent, BackboneAgent, OpenAIAgent
+from toolbench_multillm.agents import AlphaUmiAgent, BackboneAgent, OpenAIAgent, Task
+from toolbench_multillm.env import ToolBackendError
 from toolbench_multillm.generators import load_generators
-from toolbench_multillm.search import Agent, Environment, Limits, parse_method, search
+from toolbench_multillm.search import Agent, Environment, Limits, Search, parse_method
 from toolbench_multillm.tools import build_toolset, load_queries
 
 log = logging.getLogger(__name__)
@@ -128,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max_query_count", type=int, default=200)
     g.add_argument("--num_workers", type=int, default=1, help="queries solved in parallel")
     g.add_argument(
+        "--max_consecutive_failures",
+        type=int,
+        default=3,
+        help="stop when this many queries in a row failed on their tool backend (it is down)",
+    )
+    g.add_argument(
         "--save_prompts",
         action="store_true",
         help="write every model input to <query_id>_<method>.prompts.jsonl beside the answer",
@@ -177,8 +186,8 @@ def _generators(specs: dict[str, tuple[str, bool, str]], args: argparse.Namespac
 def build_agent(args: argparse.Namespace) -> Any:
     backbone = {"chatgpt_function": "openai_function"}.get(args.backbone_model, args.backbone_model)
     if backbone not in BACKBONES:
-        raise SystemExit(
-            f"run-queries: unknown --backbone_model {args.backbone_model!r}; choose one of {', '.join(BACKBONES)}"
+        raise ValueError(
+            f"unknown --backbone_model {args.backbone_model!r}; choose one of {', '.join(BACKBONES)}"
         )
     if backbone == "openai_function":
         key = args.openai_key or os.environ.get("OPENAI_API_KEY")
@@ -196,27 +205,25 @@ def build_agent(args: argparse.Namespace) -> Any:
     if backbone == "backbone":
         path = args.lora_path if args.lora else args.model_path
         if not path:
-            raise SystemExit(
-                "run-queries: --backbone_model backbone needs --model_path (or --lora --lora_path)"
-            )
+            raise ValueError("--backbone_model backbone needs --model_path (or --lora --lora_path)")
         gens = _generators({"backbone": (path, bool(args.lora), devices["planner"])}, args)
         return BackboneAgent(gens["backbone"], prefix=prefix)
     specs = {}
     for role in AGENT_ROLES:
         path = getattr(args, f"{role}_model_path")
         if not path:
-            raise SystemExit(f"run-queries: collab_agent_v3 needs --{role}_model_path")
+            raise ValueError(f"collab_agent_v3 needs --{role}_model_path")
         specs[role] = (path, getattr(args, f"{role}_use_lora"), devices[role])
     templates = {
         "planner": args.planner_prompt_type,
         "caller": args.caller_prompt_type,
         "summarizer": args.summarizer_prompt_type,
     }
-    for name in templates.values():
+    for role, name in templates.items():
         try:
             get_template(name)
         except ValueError as e:
-            raise SystemExit(f"run-queries: {e}") from None
+            raise ValueError(f"--{role}_prompt_type: {e}") from None
     gens = _generators(specs, args)
     return AlphaUmiAgent(
         gens["planner"], gens["caller"], gens["summarizer"], prefix=prefix, templates=templates
@@ -234,18 +241,25 @@ def prompts_path(out_dir: str | os.PathLike, query_id: Any, method: str) -> Path
     return Path(out_dir) / f"{query_id}_{method}.prompts.jsonl"
 
 
+#: Failures of the backends an answer rests on (tools, chat model): the query is not answered.
+INFRASTRUCTURE_ERRORS = (ToolBackendError, EndpointUnavailable)
+
+
 @dataclass
 class RunSummary:
     total: int = 0
     skipped_done: int = 0
     skipped_no_tools: int = 0
-    failed: int = 0
     answered: int = 0
     gave_up: int = 0
-    no_answer: int = 0
+    no_answer: int = 0  # failed by the model: no final answer within the limits
+    failed_infrastructure: int = 0  # the tool backend (or chat endpoint) failed: redone on rerun
+    failed: int = 0  # an error of ours: logged, no file, redone on rerun
+    not_started: int = 0  # left when the run stopped early
+    stopped: str = ""  # why the run stopped early, if it did
 
     def table(self) -> str:
-        rows = [(k.replace("_", " "), v) for k, v in self.__dict__.items()]
+        rows = [(k.replace("_", " "), v) for k, v in self.__dict__.items() if k != "stopped"]
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k:<{width}}  {v:>6}" for k, v in rows)
 
@@ -254,6 +268,18 @@ def _qid_and_text(query: Any) -> tuple[str, str]:
     if isinstance(query, dict):
         return str(query["query_id"]), query["query"]
     return str(query.query_id), query.query
+
+
+def is_answered(path: Path) -> bool:
+    """An answer file that a rerun keeps: readable and not produced against a failed backend."""
+    if not path.exists():
+        return False
+    try:
+        gen = read_json(path, expect=dict).get("answer_generation")
+    except FormatError as e:
+        log.warning("%s; the query is answered again", e)
+        return False
+    return isinstance(gen, dict) and not gen.get("infrastructure_error")
 
 
 def answer_queries(
@@ -267,14 +293,17 @@ def answer_queries(
     progress: bool = True,
     skip_errors: tuple[type[BaseException], ...] = (LookupError,),
     save_prompts: bool = False,
+    max_consecutive_failures: int = 3,
 ) -> RunSummary:
-    """Answer every query whose answer file does not exist yet; ``num_workers`` queries at a time.
+    """Answer every query that has no kept answer file yet; ``num_workers`` queries at a time.
 
     ``make_env(query)`` builds the query's environment; one raising ``skip_errors`` (e.g. a tool missing
-    from ``tool_root_dir``) skips the query, as ToolBench does. A query whose search fails is logged and
-    left without a file, so the next run retries it. ``save_prompts`` also writes every model input of
-    the query to ``<query_id>_<method>.prompts.jsonl`` (one JSON object a line: step, depth, role, text,
-    tokens fed, tokens cut by the context budget).
+    from ``tool_root_dir``) skips the query, as ToolBench does. A query during which the tool backend
+    (or the chat endpoint) failed is written with ``valid_data: false`` and ``infrastructure_error`` and
+    redone on rerun; after ``max_consecutive_failures`` such queries in a row the run stops (the
+    backend is down). A query whose search raises anything else is logged and left without a file.
+    ``save_prompts`` also writes every model input of the query to ``<query_id>_<method>.prompts.jsonl``
+    (one JSON object a line: step, depth, role, text, tokens fed, tokens cut by the context budget).
     """
     parse_method(method)  # fail fast on a bad method
     out_dir = Path(out_dir)
@@ -283,29 +312,54 @@ def answer_queries(
     todo = []
     for q in queries:
         qid, _ = _qid_and_text(q)
-        if answer_path(out_dir, qid, method).exists():
+        if is_answered(answer_path(out_dir, qid, method)):
             summary.skipped_done += 1
         else:
             todo.append(q)
     log.info("%d queries, %d already answered, %d to do", len(queries), summary.skipped_done, len(todo))
 
-    def one(q: Any) -> str:
+    stop = threading.Event()
+    lock = threading.Lock()
+    in_a_row = [0]
+
+    def count(failure: str) -> None:
+        with lock:
+            in_a_row[0] = in_a_row[0] + 1 if failure else 0
+            if in_a_row[0] >= max_consecutive_failures and not stop.is_set():
+                summary.stopped = f"{in_a_row[0]} queries in a row failed on their backend; last: {failure}"
+                stop.set()
+
+    def one(q: Any) -> tuple[str, str]:
         qid, text = _qid_and_text(q)
+        if stop.is_set():
+            return "not_started", ""
         try:
             env = make_env(q)
         except skip_errors as e:
             log.warning("query %s skipped: %s", qid, e)
-            return "skipped_no_tools"
-        done = search(agent, env, text, method, limits)
+            return "skipped_no_tools", str(e)
+        done = Search(agent, Task(text, list(env.functions), list(env.prompt_tools)), env, limits)
+        failure = ""
+        try:
+            done.run(method)
+        except INFRASTRUCTURE_ERRORS as e:
+            failure = str(e)
+            log.warning("query %s not answered: %s", qid, failure)
         data = done.to_json(text)
+        gen = data["answer_generation"]
+        if failure:
+            gen["valid_data"] = False
+            gen["infrastructure_error"] = failure
         if save_prompts:
-            lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in done.prompt_log)
+            lines = "".join(json.dumps(r) + "\n" for r in done.prompt_log)
             write_text_atomic(prompts_path(out_dir, qid, method), lines)
         write_json_atomic(answer_path(out_dir, qid, method), data, indent=2)
-        gen = data["answer_generation"]
+        count(failure)
+        if failure:
+            return "failed_infrastructure", failure
         if not gen["valid_data"]:
-            return "no_answer"
-        return "answered" if gen["finish_type"] == "give_answer" else "gave_up"
+            return "no_answer", ""
+        return ("answered" if gen["finish_type"] == "give_answer" else "gave_up"), ""
 
     bar = None
     if progress:
@@ -317,13 +371,13 @@ def answer_queries(
         futures = {pool.submit(one, q): q for q in todo}
         for fut in as_completed(futures):
             try:
-                outcome = fut.result()
+                outcome, _ = fut.result()
             except Exception:
                 log.exception("query %s failed", _qid_and_text(futures[fut])[0])
                 outcome = "failed"
             setattr(summary, outcome, getattr(summary, outcome) + 1)
             if bar is not None:
-                bar.set_postfix(answered=summary.answered, failed=summary.failed, refresh=False)
+                bar.set_postfix(answered=summary.answered, infra=summary.failed_infrastructure, refresh=False)
                 bar.update(1)
     finally:
         # on Ctrl-C: queries not started yet are dropped; running ones finish and write their files
@@ -333,26 +387,55 @@ def answer_queries(
     return summary
 
 
+PROG = "alpha-umi run-queries"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.use_rapidapi_key or args.rapidapi_key:
-        raise SystemExit(
-            "run-queries: direct RapidAPI calls (--use_rapidapi_key) are not supported; use --backend toolbench or server"
-        )
-    parse_method(args.method)
-    queries = load_queries(args.input_query_file)
     try:
-        client = envmod.client_from_args(args)  # fails fast when the toolbench backend has no key
+        summary = run(args)
+    except (FormatError, ValueError) as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    print(summary.table())
+    if summary.stopped:
+        print(f"{PROG}: stopped early: {summary.stopped}", file=sys.stderr)
+    if summary.failed_infrastructure:
+        print(
+            f"{PROG}: {summary.failed_infrastructure} queries failed on their backend (files marked "
+            "infrastructure_error); rerun when it is back to redo them",
+            file=sys.stderr,
+        )
+    if summary.total and summary.skipped_no_tools == summary.total:
+        print(f"{PROG}: error: every query was skipped (their tools were not found)", file=sys.stderr)
+        return 2
+    return 1 if (summary.failed or summary.failed_infrastructure or summary.stopped) else 0
+
+
+def run(args: argparse.Namespace) -> RunSummary:
+    """Check the flags, build the agent and the environments, answer the queries."""
+    if args.use_rapidapi_key or args.rapidapi_key:
+        raise ValueError(
+            "direct RapidAPI calls (--use_rapidapi_key) are not supported; use --backend toolbench or server"
+        )
+    try:
+        parse_method(args.method)
     except ValueError as e:
-        raise SystemExit(f"run-queries: {e}") from None
+        raise ValueError(f"--method: {e}") from None
+    if args.tool_root_dir and not os.path.isdir(args.tool_root_dir):
+        raise ValueError(f"--tool_root_dir {args.tool_root_dir}: no such folder")
+    if args.max_consecutive_failures < 1:
+        raise ValueError("--max_consecutive_failures must be at least 1")
+    queries = load_queries(args.input_query_file)
+    client = envmod.client_from_args(args)  # fails fast when the toolbench backend has no key
     log.info(
         "%d queries from %s, method %s, agent %s, tools via %s",
         len(queries),
         args.input_query_file,
         args.method,
         args.backbone_model,
-        client.url,
+        public_url(client.url),
     )
     agent = build_agent(args)
 
@@ -362,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     limits = Limits(max_depth=args.max_depth, max_queries=args.max_query_count)
-    summary = answer_queries(
+    return answer_queries(
         queries,
         make_env,
         agent,
@@ -371,9 +454,8 @@ def main(argv: list[str] | None = None) -> int:
         args.num_workers,
         limits,
         save_prompts=args.save_prompts,
+        max_consecutive_failures=args.max_consecutive_failures,
     )
-    print(summary.table())
-    return 0 if summary.failed == 0 else 1
 
 
 if __name__ == "__main__":

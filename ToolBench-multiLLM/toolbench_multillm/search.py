@@ -78,6 +78,7 @@ class Node:
         self.depth = 0 if parent is None else parent.depth + 1
         self.observation = ""
         self.observation_code: int | None = None
+        self.observation_source = ""
         self.pruned = False
         self.finished = False
         self.terminal = False
@@ -135,6 +136,8 @@ class Node:
             obj["observation"] = self.observation
         if self.observation_code is not None:
             obj["observation_code"] = self.observation_code
+        if self.observation_source:
+            obj["observation_source"] = self.observation_source
         obj["child_count"] = len(self.children)
         obj["expand_num"] = self.expand_num
         if self.node_type == ACTION_INPUT:
@@ -185,6 +188,13 @@ class Search:
         self.forward_args: dict[str, Any] = {}
         #: every model input sent, in order: {"step", "depth", "role", "text", "tokens", "dropped_tokens"}
         self.prompt_log: list[dict[str, Any]] = []
+        #: how many observations came from each source (cache, upstream, simulator, …)
+        self.sources: dict[str, int] = {}
+
+    def run(self, method: str) -> None:
+        """``CoT@n`` or ``DFS_woFilter_w<k>``; a backend failure propagates (the state so far stays)."""
+        kind, n = parse_method(method)
+        self.cot(n) if kind == "cot" else self.dfs(n)
 
     # one agent step ------------------------------------------------------------------------
     def expand(self, node: Node, diversity: str | None = None) -> Node:
@@ -215,7 +225,11 @@ class Search:
         current = Node(ACTION, action.name, current)
         leaf = Node(ACTION_INPUT, action.arguments, current)
         leaf.action = action
+        # a failing tool backend (env.ToolBackendError) ends the search here: nothing after it is a result
         leaf.observation, leaf.observation_code = self.env.step(action.name, action.arguments)
+        leaf.observation_source = getattr(self.env, "last_source", "")
+        if leaf.observation_source:
+            self.sources[leaf.observation_source] = self.sources.get(leaf.observation_source, 0) + 1
         if leaf.observation_code == GAVE_UP:
             leaf.pruned = True
         elif leaf.observation_code == FINAL_ANSWER:
@@ -350,6 +364,7 @@ class Search:
             "chain": [],
             "train_messages": [],
             "query": query,
+            "observation_sources": dict(sorted(self.sources.items())),
         }
         chosen = next((n for n in self.terminal if not n.pruned), None)
         if chosen is not None:
@@ -388,11 +403,6 @@ def solve(
 
 def search(agent: Agent, env: Environment, query: str, method: str, limits: Limits = Limits()) -> Search:
     """Run ``method`` for one query; the finished :class:`Search` (answer, tree, prompt log)."""
-    kind, n = parse_method(method)
-    task = Task(query=query, functions=list(env.functions), prompt_tools=list(env.prompt_tools))
-    s = Search(agent, task, env, limits)
-    if kind == "cot":
-        s.cot(n)
-    else:
-        s.dfs(n)
+    s = Search(agent, Task(query, list(env.functions), list(env.prompt_tools)), env, limits)
+    s.run(method)
     return s

@@ -6,7 +6,9 @@
 StableToolBench's idea: the prompt shows the API's doc (from ``--tool_root_dir``, see
 :func:`load_tool_docs`), up to :data:`SIMULATOR_EXAMPLES` cached real calls and the new call; only a
 reply that parses as ``{"error", "response"}`` JSON (:func:`parse_simulated`) is served and cached.
-Requests go through :class:`glpft.chat.ChatClient` (keys never logged).
+Requests go through :class:`glpft.chat.ChatClient` (keys never logged). Whatever the endpoint answers
+(not JSON, nested too deeply, huge integers, wrong types) is a ``None`` from :meth:`Simulator.simulate`,
+never an exception.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import httpx
 
 from glpft.chat import ChatClient, EndpointUnavailable, content_of
+from glpft.formats import FormatError, read_json
 from toolbench_multillm.cache import cache_key, canonical_input
 
 logger = logging.getLogger(__name__)
@@ -76,7 +79,10 @@ class Simulator:
             f"API: {payload['api_name']}",
         ]
         if doc:
-            lines.append("API documentation: " + json.dumps(doc, ensure_ascii=False)[:4000])
+            try:
+                lines.append("API documentation: " + json.dumps(doc, ensure_ascii=False)[:4000])
+            except (ValueError, TypeError, RecursionError):  # a doc with no JSON text is left out
+                pass
         for inp, error, response in examples[:SIMULATOR_EXAMPLES]:
             lines.append(
                 "Example call: "
@@ -99,28 +105,34 @@ class Simulator:
         A reply that does not parse is asked for again, up to ``tries`` requests in all; an endpoint that
         is down or refuses (after the client's own retries) ends the attempt at once.
         """
-        messages = [
-            {"role": "system", "content": SIMULATOR_SYSTEM},
-            {"role": "user", "content": self.prompt(payload, doc, examples)},
-        ]
+        try:
+            prompt = self.prompt(payload, doc, examples)
+        except (ValueError, TypeError, RecursionError) as e:  # an input with no JSON text
+            logger.warning("simulator skipped: the call cannot be shown (%s)", type(e).__name__)
+            return None
+        messages = [{"role": "system", "content": SIMULATOR_SYSTEM}, {"role": "user", "content": prompt}]
         for _ in range(tries):
             try:
                 body = self.client.chat(messages, self.model, temperature=0)
+                parsed = parse_simulated(content_of(body))
             except EndpointUnavailable as e:  # its message is redacted by the client
                 logger.warning("simulator unavailable: %s", e)
                 return None
             except httpx.InvalidURL:
                 logger.warning("simulator URL %s is invalid", self.client.public_url)
                 return None
-            parsed = parse_simulated(content_of(body))
+            except Exception as e:  # whatever the endpoint does, the server answers without it
+                logger.warning("simulator failed: %s: %s", type(e).__name__, self.client.redact(str(e))[:200])
+                return None
             if parsed is not None:
-                return parsed
+                return self.client.redact(parsed[0]), self.client.redact(parsed[1])
             logger.warning("simulator reply is not an {error, response} JSON object")
         return None
 
 
 def parse_simulated(text: Any) -> tuple[str, str] | None:
-    """(error, response) of a simulator reply: one JSON object with a ``response`` (code fences allowed)."""
+    """(error, response) of a simulator reply: one JSON object with a ``response`` (code fences allowed);
+    None for anything else (bad syntax, deep nesting, huge integers, values with no JSON text)."""
     if not isinstance(text, str):
         return None
     text = text.strip()
@@ -128,18 +140,23 @@ def parse_simulated(text: Any) -> tuple[str, str] | None:
         text = text.strip("`").removeprefix("json").strip()
     try:
         data = json.loads(text)
-    except json.JSONDecodeError:
+        if not isinstance(data, dict) or "response" not in data:
+            return None
+        error, response = data.get("error") or "", data["response"]
+        return (error if isinstance(error, str) else json.dumps(error, ensure_ascii=False)), (
+            response if isinstance(response, str) else json.dumps(response, ensure_ascii=False)
+        )
+    except (ValueError, TypeError, RecursionError):
         return None
-    if not isinstance(data, dict) or "response" not in data:
-        return None
-    error, response = data.get("error") or "", data["response"]
-    return (error if isinstance(error, str) else json.dumps(error)), (
-        response if isinstance(response, str) else json.dumps(response, ensure_ascii=False)
-    )
 
 
 def load_tool_docs(tool_root_dir: str) -> dict[tuple[str, str], dict[str, Any]]:
-    """(standardised tool, API) → API doc of every ``<root>/<category>/<tool>.json`` (read at start-up)."""
+    """(standardised tool, API) → API doc of every ``<root>/<category>/<tool>.json`` (read at start-up).
+
+    A missing ``tool_root_dir`` is a one-line :class:`FormatError`; unreadable tool files are logged and skipped.
+    """
+    if not os.path.isdir(tool_root_dir):
+        raise FormatError(f"{tool_root_dir}: no such directory (expected toolenv/tools)", "missing folder")
     docs: dict[tuple[str, str], dict[str, Any]] = {}
     for category in sorted(os.listdir(tool_root_dir)):
         cdir = os.path.join(tool_root_dir, category)
@@ -149,13 +166,12 @@ def load_tool_docs(tool_root_dir: str) -> dict[tuple[str, str], dict[str, Any]]:
             if not file.endswith(".json"):
                 continue
             try:
-                with open(os.path.join(cdir, file), encoding="utf-8") as f:
-                    tool = json.load(f)
+                tool = read_json(os.path.join(cdir, file))
                 for api in tool.get("api_list") or []:
                     docs.setdefault(
                         cache_key(file[: -len(".json")], api["name"]),
                         {"tool_description": tool.get("tool_description", ""), **api},
                     )
-            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            except (FormatError, KeyError, TypeError, AttributeError):
                 logger.warning("%s: unreadable tool file skipped", os.path.join(cdir, file))
     return docs

@@ -10,13 +10,12 @@ ToolBench's ``toolenv/tools/<category>/<tool>.json`` instead of the query file.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from glpft.formats import FormatError, Tool
+from glpft.formats import FormatError, Tool, read_json
 from glpft.parsing import FINISH_FUNCTION, FINISH_NAME
 from glpft.prompts import tool_entry
 
@@ -101,13 +100,9 @@ def _query_from_record(record: Any, where: str) -> Query:
 def load_queries(path: str | os.PathLike) -> list[Query]:
     """All queries of a query file; a query without ``query_id`` gets its list position (as ToolBench)."""
     path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            records = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise FormatError(f"{path}: cannot read query file ({e})") from None
-    if not isinstance(records, list):
-        raise FormatError(f"{path}: expected a JSON list of queries")
+    records = read_json(path, expect=list)
+    if not records:
+        raise FormatError(f"{path}: the query file holds no queries")
     queries = []
     for i, record in enumerate(records):
         q = _query_from_record(record, f"{path}: query[{i}]")
@@ -136,9 +131,8 @@ def _category_index(category_dir: str) -> dict[str, str]:
         path = os.path.join(category_dir, file)
         index.setdefault(standardize(file[: -len(".json")]), path)
         try:
-            with open(path, encoding="utf-8") as f:
-                name = json.load(f).get("tool_name")
-        except (OSError, json.JSONDecodeError, AttributeError):
+            name = read_json(path, expect=dict).get("tool_name")
+        except FormatError:
             continue
         if isinstance(name, str):
             index.setdefault(standardize(name), path)
@@ -147,10 +141,12 @@ def _category_index(category_dir: str) -> dict[str, str]:
 
 @functools.lru_cache(maxsize=1024)
 def _load_tool_file(path: str) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as f:
-        data = json.load(f)
-    if not isinstance(data, dict) or not isinstance(data.get("api_list"), list):
-        raise FormatError(f"{path}: missing field 'api_list'")
+    try:
+        data = read_json(path, expect=dict)
+    except FormatError as e:
+        raise ToolNotFound(str(e)) from None  # the query cannot be set up: skipped, with this reason
+    if not isinstance(data.get("api_list"), list):
+        raise ToolNotFound(f"{path}: missing field 'api_list'")
     return data
 
 

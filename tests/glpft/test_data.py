@@ -130,6 +130,15 @@ def test_bad_data_gives_one_line_errors_naming_file_and_field(tmp_path):
     (tmp_path / "broken.json").write_text("{not json")
     with pytest.raises(DataError, match="broken.json: not valid JSON"):
         load_role_data(str(tmp_path / "broken.json"))
+    # JSON may escape a lone surrogate; the tokenizer used to fail on it mid-run, naming nothing
+    (tmp_path / "surrogate.jsonl").write_text(
+        '{"input": "x", "target": "y"}\n{"input": "a \\ud800", "target": "y"}\n'
+    )
+    with pytest.raises(DataError, match=r"surrogate.jsonl:2: field 'input' is not valid text"):
+        load_role_data(str(tmp_path / "surrogate.jsonl"))
+    write_json(tmp_path / "rows.json", [{"input": "x", "target": "y"}, ["not", "an", "object"]])
+    with pytest.raises(DataError, match=r"rows.json\[1\]: a role sample must be a JSON object, got list"):
+        load_role_data(str(tmp_path / "rows.json"))
 
 
 def test_pack_lengths_fills_rows_without_overflow_and_keeps_every_sample():

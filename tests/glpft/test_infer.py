@@ -347,3 +347,25 @@ def test_save_prompts_writes_every_model_input_with_its_token_count(
     assert not (tmp_path / "plain" / "prompts.jsonl").exists()
     assert I.main(args_for(tiny_model_dir, small_test_file, tmp_path / "plain")) == 0
     assert not (tmp_path / "plain" / "prompts.jsonl").exists()
+
+
+@pytest.mark.parametrize("content", [{"a": 1}, "text", 3, None])
+def test_a_test_file_that_is_not_a_list_is_a_one_line_error_fixes_zero_rows(
+    tiny_model_dir, tmp_path, capsys, content
+):
+    data = tmp_path / "test.json"
+    data.write_text(json.dumps(content))
+    err = one_line_error(capsys, args_for(tiny_model_dir, data, tmp_path / "o"))
+    assert str(data) in err and "expected a JSON list" in err
+    # a folder in which one file is not a list of records
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "a.json").write_text(json.dumps(RECORDS))
+    (folder / "b.json").write_text(json.dumps({"a": 1}))
+    err = one_line_error(capsys, args_for(tiny_model_dir, folder, tmp_path / "o"))
+    assert "b.json" in err
+
+
+def test_an_unknown_flag_is_a_one_line_error_naming_it(tiny_model_dir, small_test_file, tmp_path, capsys):
+    err = one_line_error(capsys, args_for(tiny_model_dir, small_test_file, tmp_path / "o", "--bogus"))
+    assert "unknown arguments: --bogus" in err and not (tmp_path / "o").exists()

@@ -399,3 +399,24 @@ def test_cli_bad_file_exits_2_with_one_line(tmp_path, capsys):
     assert metrics_main(["--input_path", str(src), "--output_path", str(tmp_path / "metrics.json")]) == 2
     err = capsys.readouterr().err.strip()
     assert "record 0: missing field 'predictions'" in err and len(err.splitlines()) == 1
+
+
+def test_evaluate_reads_the_pipeline_from_the_predictions_and_refuses_a_wrong_mode(tmp_path, capsys):
+    # fixes: backbone predictions scored with the α-UMi rules gave Plan ACC 1.000 without a word
+    backbone = [
+        rec("Call it.\nAction: a_for_t\nAction Input: {}", "Call it.\nAction: b_for_t\nAction Input: {}"),
+        rec("Done.\nconclusion: 42", "Done.\nconclusion: 41"),
+    ]
+    src = _write(tmp_path / "bb.json", backbone)
+    assert (
+        metrics_main(["--input_path", str(src), "--output_path", str(tmp_path / "m1" / "metrics.json")]) == 0
+    )
+    scores = json.loads((tmp_path / "m1" / "metrics.json").read_text())
+    assert scores["plan_em"] == pytest.approx(1.0) and scores["action_em"] == pytest.approx(0.0)
+    out = str(tmp_path / "m2" / "metrics.json")
+    assert metrics_main(["--input_path", str(src), "--output_path", out, "--mode", "multi_agent"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "backbone predictions" in err and "--mode backbone" in err and "\n" not in err
+    alpha = _write(tmp_path / "a.json", [rec(ref_call("a_for_t", "{}"), pred_call("a_for_t", "{}"))])
+    assert metrics_main(["--input_path", str(alpha), "--output_path", out, "--mode", "backbone"]) == 2
+    assert "multi_agent predictions" in capsys.readouterr().err

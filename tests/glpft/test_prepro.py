@@ -364,3 +364,23 @@ def test_json_list_writer_leaves_target_untouched_on_error(tmp_path):
             w.write({"a": 1})
             raise RuntimeError("boom")
     assert path.read_text() == "[]" and [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+@pytest.mark.parametrize("content", [{"a": 1}, "text", 3, None, True])
+def test_a_stage1_file_that_is_not_a_list_is_a_one_line_error_fixes_empty_output(tmp_path, capsys, content):
+    src = tmp_path / "stage1.json"
+    src.write_text(json.dumps(content))
+    assert prepro.main(["--stage1-file", str(src), "--out-dir", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("alpha-umi prepro: error: ") and "expected a JSON list" in err and str(src) in err
+
+
+def test_records_whose_tools_are_not_objects_are_skipped_and_nothing_usable_is_an_error(tmp_path, capsys):
+    src = tmp_path / "stage1.json"
+    src.write_text(json.dumps([{"tools": [1, "x"], "instruction": "q", "chains": []}]))
+    assert prepro.main(["--stage1-file", str(src), "--out-dir", str(tmp_path / "out"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "no usable trajectory" in err
+    empty = tmp_path / "empty.json"
+    empty.write_text("[]")
+    assert prepro.main(["--stage1-file", str(empty), "--out-dir", str(tmp_path / "o2"), "--quiet"]) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -102,14 +103,21 @@ def test_paper_flags_parse_with_their_old_spellings(tiny_model_dir, tmp_path):
         ({"--output_dir": None}, "--output_dir is required"),
     ],
 )
-def test_wrong_paths_and_flags_give_one_line_errors(tiny_model_dir, tmp_path, change, message):
+def test_wrong_paths_and_flags_give_one_line_errors(tiny_model_dir, tmp_path, capsys, change, message):
     argv = train_argv(tiny_model_dir, role_file(tmp_path / "d.json"), tmp_path / "out", "--max_steps", "1")
     flags = dict(zip(argv[::2], argv[1::2]))
     flags.update(change)
     argv = [x for flag, value in flags.items() if value is not None for x in (flag, value)]
-    with pytest.raises(SystemExit) as err:
-        main(argv)
-    assert message in str(err.value) and "\n" not in str(err.value)
+    assert message in one_line_error(capsys, argv)
+
+
+def one_line_error(capsys, argv: list[str]) -> str:
+    """Run `alpha-umi train argv`; assert exit status 2 and one stderr line; return it."""
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("alpha-umi train: error: ") and "\n" not in err, err
+    return err
 
 
 @pytest.mark.slow
@@ -135,26 +143,45 @@ def test_tokenizer_without_bos_or_pad_trains_and_saves_a_pad_token(tiny_model_no
     assert AutoTokenizer.from_pretrained(out).pad_token == "<unk>"
 
 
+def kill_after(out: Path, step: int) -> None:
+    """Make ``out`` look like a job killed just after writing checkpoint-``step``: no final files, no
+    later checkpoints."""
+    for name in ("model.safetensors", "trainer_state.json", "glpft_args.json", "loss_curve.png"):
+        (out / name).unlink(missing_ok=True)
+    for ckpt in out.glob("checkpoint-*"):
+        if int(ckpt.name.split("-")[1]) > step:
+            shutil.rmtree(ckpt)
+
+
 @pytest.mark.slow
 def test_resume_continues_from_the_last_checkpoint(tiny_model_dir, tmp_path):
     out = tmp_path / "out"
     data = role_file(tmp_path / "d.json")
     argv = train_argv(tiny_model_dir, data, out, "--save_strategy", "steps", "--save_steps", "2")
-    main(argv + ["--max_steps", "2"])
-    assert (out / "checkpoint-2").is_dir()
+    assert main(argv + ["--max_steps", "4"]) == 0
     first = losses(out)
-    main(argv + ["--max_steps", "4"])
+    kill_after(out, 2)  # was: a finished 2-step job rerun with --max_steps 4 (now refused: other arguments)
+    assert main(argv + ["--max_steps", "4"]) == 0
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 4 and (out / "checkpoint-4").is_dir()
-    assert losses(out)[:2] == first and len(losses(out)) == 4  # steps 1-2 come from the checkpoint
+    assert losses(out)[:2] == first[:2] and len(losses(out)) == 4  # steps 1-2 come from the checkpoint
 
 
-def test_refuses_to_overwrite_a_finished_model_without_the_flag(tiny_model_dir, tmp_path):
+def test_deepspeed_flag_without_deepspeed_is_a_one_line_error(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "deepspeed", None)  # find_spec → None, import → ImportError
+    argv = train_argv(tiny_model_dir, role_file(tmp_path / "d.json"), tmp_path / "out", "--max_steps", "1")
+    err = one_line_error(capsys, argv + ["--deepspeed", str(DS_CONFIGS / "zero2.json")])
+    assert "--deepspeed needs DeepSpeed, which is not installed" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_refuses_to_overwrite_a_finished_model_without_the_flag(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
     (out / "config.json").write_text("{}")
-    with pytest.raises(SystemExit, match="--overwrite_output_dir"):
-        main(train_argv(tiny_model_dir, role_file(tmp_path / "d.json"), out, "--max_steps", "1"))
+    argv = train_argv(tiny_model_dir, role_file(tmp_path / "d.json"), out, "--max_steps", "1")
+    assert "--overwrite_output_dir" in one_line_error(capsys, argv)
+    assert (out / "config.json").read_text() == "{}"
 
 
 def ds_config_files() -> list[Path]:

@@ -6,8 +6,12 @@ import json
 import sqlite3
 import threading
 
+import pytest
+
+from glpft.formats import FormatError
 from toolbench_multillm.cache import (
     ResponseCache,
+    UnkeyableInput,
     build_cache,
     calls_from_answer,
     canonical_input,
@@ -145,3 +149,117 @@ def test_build_cache_reports_a_missing_folder(tmp_path, capsys):
         main(["build-cache", "--answers", str(tmp_path / "nope"), "--cache", str(tmp_path / "c.sqlite")]) == 2
     )
     assert "no such directory" in capsys.readouterr().err
+
+
+def test_build_cache_on_a_folder_without_answer_files_or_calls_fails_in_one_line(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cache = tmp_path / "c.sqlite"
+    assert main(["build-cache", "--answers", str(empty), "--cache", str(cache)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no answer files" in err and str(empty) in err
+    no_calls = tmp_path / "no_calls"
+    no_calls.mkdir()
+    (no_calls / "a.json").write_text(
+        json.dumps({"answer_generation": {"function": [], "train_messages": []}})
+    )
+    (no_calls / "b.json").write_text("{broken")
+    assert main(["build-cache", "--answers", str(no_calls), "--cache", str(cache)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "no tool calls found in 2 answer files (1 unreadable)" in err
+    assert not cache.exists()  # nothing to store: no empty cache left behind
+
+
+def test_build_cache_skips_and_counts_unreadable_answer_files(reference_dir, tmp_path, capsys, caplog):
+    answers = tmp_path / "answers"
+    answers.mkdir()
+    good = next((reference_dir / "toolbench_data_example/answer").rglob("*.json"))
+    (answers / "good.json").write_bytes(good.read_bytes())
+    (answers / "deep.json").write_text("[" * 100_000)
+    (answers / "huge.json").write_text('{"n": 1' + "0" * 5000 + "}")
+    (answers / "binary.json").write_bytes(b"\xff\xfe\x00\xd8")
+    (answers / "shape.json").write_text(
+        json.dumps({"answer_generation": {"function": 5, "train_messages": 7}})
+    )
+    assert main(["build-cache", "--answers", str(answers), "--cache", str(tmp_path / "c.sqlite")]) == 0
+    out = capsys.readouterr().out
+    assert "unreadable files  3" in out and "files             2" in out
+    skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(skipped) == 3 and all("\n" not in m for m in skipped)
+    assert any("deep.json" in m and "nested too deeply" in m for m in skipped)
+
+
+def test_cache_paths_that_cannot_hold_a_cache_fail_in_one_line(tmp_path, capsys):
+    answers = tmp_path / "answers"
+    answers.mkdir()
+    (tmp_path / "notes.txt").write_text("not a database")
+    other = tmp_path / "other.sqlite"
+    sqlite3.connect(other).execute("CREATE TABLE responses (x TEXT)").connection.commit()
+    for path, reason in [
+        (tmp_path, "is a folder"),
+        (tmp_path / "notes.txt", "not an SQLite database"),
+        (tmp_path / "missing" / "c.sqlite", "does not exist"),
+        (other, "is not a tool cache"),
+    ]:
+        assert main(["build-cache", "--answers", str(answers), "--cache", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and str(path) in err and reason in err, err
+        with pytest.raises(FormatError, match=reason):
+            ResponseCache(path)
+
+
+def test_the_cache_never_raises_on_what_a_backend_or_request_may_hold(tmp_path):
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    deep = json.loads("[" * 900 + "]" * 900)
+    assert cache.put("t", "a", {"q": "\ud800"}, "err \udfff", "resp \ud800", "upstream", category="c\ud800")
+    hit = cache.get("t", "a", {"q": "\ud800"}, category="c\ud800")
+    assert (hit.error, hit.response, hit.source) == ("err \ufffd", "resp \ufffd", "upstream")
+    assert cache.get("t", "a", {"q": "\ufffd"}, category="c\ud800") is None  # escaped keys stay distinct
+    assert (
+        cache.put("t", "a", '{"q": "\\ud800"}', "", "same input", "upstream", category="c\ud800") is False
+    )  # same input
+    assert cache.put("t", "a", "raw \ud800 text", "", "r", "upstream") and cache.get(
+        "t", "a", "raw \ud800 text"
+    )
+    for unkeyable in ({1, 2}, {"n": float("nan"), 1: "mixed key types"}, _nested(5000)):
+        assert cache.put("t", "a", unkeyable, "", "r", "upstream") is False
+        assert cache.get("t", "a", unkeyable) is None
+    assert cache.put("t", "a", "[" * 5000, "", "deep text", "upstream")  # not JSON: keyed as text
+    assert cache.get("t", "a", "[" * 5000).response == "deep text"
+    assert cache.put("t", "a", '{"n": 1' + "0" * 5000 + "}", "", "huge", "upstream")
+    assert (
+        cache.put("t", "a", deep, "", "900 deep", "upstream")
+        and cache.get("t", "a", deep).response == "900 deep"
+    )
+    assert (
+        cache.put_many([("", "t", "b", _nested(5000), "", "r", "x"), ("", "t", "b", "{}", "", "\ud800", "x")])
+        == 1
+    )
+    assert cache.get("t", "b", "{}").response == "\ufffd"
+    with pytest.raises(UnkeyableInput):
+        canonical_input({1, 2})
+
+
+def _nested(n: int) -> list:
+    value: list = []
+    for _ in range(n):
+        value = [value]
+    return value
+
+
+def test_calls_from_answer_skips_what_has_no_expected_shape():
+    chain = [
+        {"role": "assistant", "function_call": {"name": "a_for_t", "arguments": "{}"}},
+        {"role": "function", "content": {"error": _nested(5000), "response": "x"}},
+        {"role": "assistant", "function_call": {"name": "a_for_t", "arguments": '{"k": 1}'}},
+        {"role": "function", "content": '{"error": "", "response": "ok"}'},
+    ]
+    for bad in (5, None, [], {"answer_generation": {"function": 5, "train_messages": 7}}):
+        assert list(calls_from_answer(bad)) == []
+    answer = {
+        "answer_generation": {
+            "function": [{"name": "a_for_t"}, {"name": {"x": 1}}],
+            "train_messages": [7, chain],
+        }
+    }
+    assert list(calls_from_answer(answer)) == [("t", "a", '{"k": 1}', "", "ok")]

@@ -68,3 +68,19 @@ def test_pass_rate_counts_exact_answers(tmp_path):
     (answers / "1_CoT@1.json").write_text(json.dumps({"answer_generation": {"final_answer": "It is 42."}}))
     r = demo.pass_rate(queries, answers, "CoT@1", lambda q, a: a is not None and q["ground_truth"][0] in a)
     assert r == {"queries": 2, "solved": 1, "pass_rate": 0.5}
+
+
+@pytest.mark.slow
+def test_a_run_of_another_configuration_in_the_same_folder_is_refused_fixes_mixed_report(quick_run, capsys):
+    # fixes: `demo` after `demo --quick` in one folder reused the quick models and reported them
+    assert demo.main(["--out", str(quick_run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "another configuration" in err and "--force" in err and "\n" not in err
+    assert demo.main(["--out", str(quick_run), "--quick", "--seed", "1"]) == 2
+
+
+def test_out_that_is_a_file_is_a_one_line_error(tmp_path, capsys):
+    target = tmp_path / "file"
+    target.write_text("x")
+    assert demo.main(["--out", str(target), "--quick"]) == 2
+    assert "is a file" in capsys.readouterr().err

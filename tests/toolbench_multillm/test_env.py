@@ -173,16 +173,41 @@ def test_retries_429_and_5xx_then_succeeds():
 
 def test_gives_up_after_retries_with_request_failed_or_not_found():
     env = make_env(lambda r: httpx.Response(500, text="boom"), retries=2)
+    env.on_backend_error = "observe"  # the original's behaviour: the failure becomes the observation
     obs, code = env.step("get_weather_for_weather", "{}")
     assert code == E.REQUEST_FAILED and "status_code=500" in obs
     obs, code = make_env(lambda r: httpx.Response(404, json={"error": "unknown tool"})).step(
         "get_weather_for_weather", "{}"
     )
     assert code == E.NOT_FOUND and "unknown tool" in obs
-    assert (
-        make_env(lambda r: httpx.Response(200, text="not json")).step("get_weather_for_weather", "{}")[1]
-        == E.REQUEST_FAILED
+    not_json = make_env(lambda r: httpx.Response(200, text="not json"))
+    not_json.on_backend_error = "observe"
+    assert not_json.step("get_weather_for_weather", "{}")[1] == E.REQUEST_FAILED
+
+
+@pytest.mark.parametrize(
+    "handler, status",
+    [
+        (lambda r: httpx.Response(500, text="boom"), E.REQUEST_FAILED),
+        (lambda r: httpx.Response(429, json={}), E.TOO_MANY_REQUESTS),
+        (lambda r: httpx.Response(401, json={"error": "bad key"}), E.REQUEST_FAILED),
+        (lambda r: httpx.Response(200, text="not json"), E.REQUEST_FAILED),
+        (lambda r: httpx.Response(200, text="[" * 100000), E.REQUEST_FAILED),  # too deep to parse
+        (lambda r: httpx.Response(200, json={"no": "response"}), E.REQUEST_FAILED),
+    ],
+)
+def test_a_failing_backend_stops_the_query_instead_of_becoming_an_observation(handler, status):
+    env = make_env(handler, retries=1)
+    with pytest.raises(E.ToolBackendError) as err:
+        env.step("get_weather_for_weather", "{}")
+    assert err.value.status == status and env.last_source == "error"
+
+
+def test_a_4xx_about_the_call_itself_is_an_observation_not_a_backend_failure():
+    obs, code = make_env(lambda r: httpx.Response(400, json={"error": "field 'tool_input'"})).step(
+        "get_weather_for_weather", "{}"
     )
+    assert code == E.REQUEST_FAILED and "tool_input" in obs
 
 
 def test_timeout_and_connection_errors():
@@ -192,11 +217,17 @@ def test_timeout_and_connection_errors():
     def refused(request):
         raise httpx.ConnectError("refused", request=request)
 
-    assert make_env(timeout).step("get_weather_for_weather", "{}") == (
+    slow = make_env(timeout, retries=0)
+    slow.on_backend_error = "observe"
+    assert slow.step("get_weather_for_weather", "{}") == (
         json.dumps({"error": "request time out", "response": ""}),
         E.TIMEOUT,
     )
-    assert make_env(refused, retries=1).step("get_weather_for_weather", "{}")[1] == E.REQUEST_FAILED
+    down = make_env(refused, retries=1)
+    down.on_backend_error = "observe"
+    assert down.step("get_weather_for_weather", "{}")[1] == E.REQUEST_FAILED
+    with pytest.raises(E.ToolBackendError, match="request failed: ConnectError"):
+        make_env(refused, retries=1).step("get_weather_for_weather", "{}")
 
 
 def test_rate_limiter_spaces_calls_per_process():
@@ -225,9 +256,12 @@ def test_key_comes_from_flag_or_environment_and_is_never_shown(monkeypatch, capl
     assert client.has_key and client.url == E.DEFAULT_TOOLBENCH_URL and client.limiter.interval == 2.0
     assert SECRET not in repr(client) and SECRET not in repr(E.make_client("server", key="other"))
     with caplog.at_level(logging.DEBUG):
-        env = make_env(lambda r: httpx.Response(503), key=SECRET, retries=1)
+        env = make_env(lambda r: httpx.Response(503, text=f"bad key {SECRET}"), key=SECRET, retries=1)
+        with pytest.raises(E.ToolBackendError) as err:
+            env.step("get_weather_for_weather", "{}")
+        env.on_backend_error = "observe"
         obs, _ = env.step("get_weather_for_weather", "{}")
-    assert SECRET not in caplog.text and SECRET not in obs
+    assert SECRET not in caplog.text and SECRET not in obs and SECRET not in str(err.value)
 
 
 def test_env_args_parse_with_paper_defaults():

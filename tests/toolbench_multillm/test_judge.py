@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from glpft.chat import EndpointUnavailable
+from glpft.formats import FormatError
 from toolbench_multillm.judge import (
     SOLVED,
     UNSOLVED,
@@ -24,6 +26,8 @@ from toolbench_multillm.judge import (
     parse_json_reply,
     parse_pass_reply,
     parse_preference_reply,
+    pass_messages,
+    preference_messages,
     render_answer,
 )
 
@@ -276,8 +280,22 @@ def test_pass_reply_parsing(text, expected):
             '{"reason": "' + "x" * 400_000 + '", "answer_status": "Solved"}',
             {"reason": "x" * 400_000, "answer_status": "Solved"},
         ),
+        ('{"answer_status": ' * 5000 + '"Solved"' + "}" * 5000, None),  # nested 5,000 deep
+        ('{"a": ' + "1" * 400_000, None),  # used to raise: more than 4300 digits
+        ('{"a": ' + "1" * 5000 + '} {"answer_status": "Solved"}', {"answer_status": "Solved"}),
     ],
-    ids=["braces", "braces-then-object", "brace-quotes", "empty-values", "nested", "unterminated", "long"],
+    ids=[
+        "braces",
+        "braces-then-object",
+        "brace-quotes",
+        "empty-values",
+        "nested",
+        "unterminated",
+        "long",
+        "nested-5000",
+        "huge-integer",
+        "huge-integer-then-object",
+    ],
 )
 def test_long_replies_full_of_braces_parse_in_linear_time(text, expected):
     start = time.perf_counter()
@@ -319,3 +337,40 @@ def test_rendered_answer_cuts_long_tool_responses():
     text = render_answer(ANSWER, max_response_chars=10)
     assert "x" * 10 + " …(cut)" in text and "x" * 11 not in text
     assert text.splitlines()[-1] == "Final answer: It is 21 degrees in Paris."
+
+
+def test_a_reason_that_is_not_text_is_shown_as_json_without_raising():
+    deep = '{"answer_status": "Solved", "reason": ' + "[" * 900 + "]" * 900 + "}"
+    label, reason = parse_pass_reply(deep)
+    assert label == SOLVED and reason.startswith("[[[") and len(reason) <= 500
+    assert parse_preference_reply('{"preferred": "B", "reason": {"why": 1}}') == ("B", '{"why": 1}')
+
+
+def test_messages_with_a_lone_surrogate_can_be_sent():
+    answer = json.loads(json.dumps(ANSWER).replace("21 degrees", "21 degrees \\ud83d"))
+    for messages in (pass_messages("q \ud83d", answer), preference_messages("q", answer, ANSWER)):
+        user = messages[1]["content"]
+        user.encode("utf-8")  # would raise UnicodeEncodeError if a surrogate were left
+        assert "\ufffd" in user
+
+
+@pytest.mark.parametrize(
+    "content, named",
+    [
+        ('[{"api_key": "sk-abc"', "not valid JSON"),
+        ("", "not valid JSON"),
+        ('"sk-abc-SECRET"', "expected a JSON list or a JSON object"),
+        ('{"api_keys": "sk-abc-SECRET"}', "field 'api_keys'"),
+        ('[{"api_key": 5}, "sk-abc-SECRET"]', "record 0"),
+        ("[]", "no 'api_key' entries"),
+        ("[" * 5000 + "]" * 5000, "nested too deeply"),
+        (None, "no such file"),
+    ],
+)
+def test_a_bad_key_pool_file_is_a_one_line_error_without_keys(tmp_path, content, named):
+    pool = tmp_path / "pool.json"
+    if content is not None:
+        pool.write_text(content)
+    with pytest.raises(FormatError, match=re.escape(named)) as err:
+        load_api_keys(str(pool))
+    assert str(pool) in str(err.value) and "SECRET" not in str(err.value) and "\n" not in str(err.value)

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import statistics
 import threading
 
 import pytest
 
-from toolbench_multillm.labels import LabelStore, average_over_groups, run_jobs, summarise
+from glpft.formats import FormatError, json_text
+from toolbench_multillm.labels import (
+    LabelStore,
+    Progress,
+    answer_digest,
+    average_over_groups,
+    run_jobs,
+    summarise,
+)
 
 
 def test_mean_and_std_over_repeats_by_hand(tmp_path):
@@ -85,3 +95,57 @@ def test_a_file_that_is_not_a_label_file_is_refused(tmp_path):
     path.write_text(json.dumps({"meta": {}}))
     with pytest.raises(ValueError, match="other.json: missing field 'queries'"):
         LabelStore(path, {})
+
+
+@pytest.mark.parametrize(
+    "content, named",
+    [
+        ('{"meta": {}, "queries": {"1": ', "not valid JSON"),
+        ("", "not valid JSON"),
+        ("[]", "expected a JSON object"),
+        ("[" * 5000 + "]" * 5000, "nested too deeply"),
+        ('{"meta": [], "queries": {}}', "field 'meta'"),
+        ('{"queries": {"1": {"repeats": []}}}', "query 1: missing field 'repeats'"),
+        (
+            '{"queries": {"1": {"repeats": {"0": {"label": "Solved", "decided_by": "judge"}}}}}',
+            "field 'score'",
+        ),
+        ('{"queries": {"1": {"repeats": {"x": {}}}}}', "repeat 'x'"),
+    ],
+)
+def test_a_corrupt_label_file_is_a_one_line_error_and_is_left_as_it_is(tmp_path, content, named):
+    path = tmp_path / "G1_tool_m.json"
+    path.write_text(content)
+    with pytest.raises(FormatError, match=re.escape(named)) as err:
+        LabelStore(path, {})
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+    assert path.read_text() == content
+
+
+def test_progress_prints_the_first_line_then_at_most_one_per_interval_and_the_last():
+    out = io.StringIO()
+    p = Progress("G1_tool", every=3600, stream=out)
+    p.start(total=10, done=4, to_ask=6)
+    for _ in range(6):
+        p.advance(1)
+    lines = out.getvalue().splitlines()
+    assert lines == [
+        "G1_tool: 4/10 labels (4 saved or decided without the judge); asking the judge for 6",
+        "G1_tool: 10/10 labels",
+    ]
+
+
+def test_labels_with_lone_surrogates_and_unserialisable_answers_are_saved(tmp_path):
+    deep: dict = {}
+    for _ in range(5000):
+        deep = {"next": deep}
+    assert answer_digest({"answer": deep}) == "unserialisable"  # no RecursionError
+    assert answer_digest({"answer": {"final_answer": "a \ud83d"}}) != answer_digest({"answer": {}})
+    store = LabelStore(tmp_path / "g.json", {})
+    store.sync("1", "d")
+    store.set("1", 0, "Solved", 1.0, "judge", "the reply said \ud83d")
+    store.save()
+    again = LabelStore(tmp_path / "g.json", {})
+    assert again.queries["1"]["repeats"]["0"]["reason"] == "the reply said \ud83d"
+    assert "\\ud83d" in (tmp_path / "g.tsv").read_text()
+    assert json_text({"k": "é"}) == '{"k": "é"}'

@@ -39,7 +39,7 @@ def test_registered_python_tools_are_served_and_their_failures_are_answers(seede
             "/virtual",
             json={"tool_name": "weather", "api_name": "get_weather", "tool_input": '{"city": "Paris"}'},
         )
-        assert ok.json() == {"error": "", "response": '{"city": "Paris", "temp": 21}'}
+        assert ok.json() == {"error": "", "response": '{"city": "Paris", "temp": 21}', "source": "local"}
         assert (
             "KeyError"
             in c.post(
@@ -79,4 +79,16 @@ def test_registered_tool_answering_in_toolbench_shape_keeps_its_error_field(seed
         r = c.post(
             "/virtual", json={"tool_name": "shop", "api_name": "get_item", "tool_input": {"item_id": "x"}}
         )
-        assert r.json() == {"error": "unknown id", "response": "{'message': 'unknown id'}"}
+        assert r.json() == {"error": "unknown id", "response": "{'message': 'unknown id'}", "source": "local"}
+
+
+def test_hostile_inputs_and_results_become_error_text_never_exceptions():
+    registry = ToolRegistry()
+    registry.register("t", "echo", lambda **kw: kw)
+    registry.register("t", "set", lambda: {1, 2})
+    registry.register("t", "nan", lambda: float("nan"))
+    echo, bad, nan = registry.get("t", "echo"), registry.get("t", "set"), registry.get("t", "nan")
+    assert ToolRegistry.call(echo, "[" * 20000) == ("invalid tool input: not JSON", "")
+    assert ToolRegistry.call(echo, '{"n": 1' + "0" * 5000 + "}") == ("invalid tool input: not JSON", "")
+    assert ToolRegistry.call(bad, "{}") == ("tool result is not JSON-serialisable (TypeError)", "")
+    assert ToolRegistry.call(nan, "{}") == ("", "NaN")

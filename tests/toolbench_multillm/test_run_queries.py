@@ -222,7 +222,7 @@ def test_run_queries_main_wires_models_tools_env_and_search(reference_dir, tiny_
         "--input_query_file", str(qfile), "--output_answer_file", str(out),
     ]  # fmt: skip
     with caplog.at_level("INFO"):
-        assert main(argv) == 0
+        assert main(argv) == 0  # the random tiny model never names a real API: no tool call is made
     files = sorted(out.glob("*_CoT@1.json"))
     assert [f.name for f in files] == sorted(f"{q['query_id']}_CoT@1.json" for q in queries)
     for f in files:
@@ -248,7 +248,9 @@ def test_role_devices_one_per_role_all_on_one_or_cpu():
     assert explicit == {"planner": "cuda:0", "caller": "cpu", "summarizer": "cuda:0"}
 
 
-def test_service_url_comes_from_the_flag_and_a_missing_key_is_a_clear_error_fixes_hard_coded_url(tmp_path):
+def test_service_url_comes_from_the_flag_and_a_missing_key_is_a_clear_error_fixes_hard_coded_url(
+    tmp_path, capsys
+):
     from toolbench_multillm import env as E
     from toolbench_multillm.run_queries import build_parser, main
 
@@ -262,8 +264,9 @@ def test_service_url_comes_from_the_flag_and_a_missing_key_is_a_clear_error_fixe
     argv = ["--backend", "toolbench", "--input_query_file", str(qfile), "--output_answer_file", str(tmp_path)]
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("TOOLBENCH_KEY", raising=False)
-        with pytest.raises(SystemExit, match="key"):
-            main(argv)
+        assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("alpha-umi run-queries: error: ") and "key" in err and "\n" not in err
 
 
 def test_gold_trajectory_replayed_through_the_tool_server_writes_its_observations(reference_dir, tmp_path):
@@ -329,7 +332,7 @@ def test_save_prompts_writes_every_model_input_beside_the_answer(tiny_model_dir,
     from toolbench_multillm.run_queries import main, prompts_path
     from toolbench_multillm.tools import build_toolset
 
-    query = {"query_id": 7, "query": "What is the weather in Paris?", "api_list": api_docs(["weather"])}
+    query = {"query_id": 7, "query": "What is the weather in Paris?", "api_list": api_docs(["Weather Table"])}
     qfile = tmp_path / "q.json"
     qfile.write_text(json.dumps([query]))
     out = tmp_path / "out"
@@ -357,3 +360,138 @@ def test_save_prompts_writes_every_model_input_beside_the_answer(tiny_model_dir,
     # the answer file's steps are the prompts' steps
     data = json.loads(answer_path(out, 7, "CoT@1").read_text())
     assert max(r["step"] for r in rows) == data["answer_generation"]["query_count"]
+
+
+def _dead_backend_env(query, url="http://127.0.0.1:9/rapidapi"):
+    from toolbench_multillm.env import ToolClient, ToolEnv
+    from toolbench_multillm.tools import build_toolset
+
+    return ToolEnv(build_toolset(query), ToolClient(url, "tb-secret-xyz", timeout=2, max_retries=0))
+
+
+DEAD_QUERIES = [
+    {
+        "query_id": i,
+        "query": f"weather {i}?",
+        "api_list": [{"category_name": "Data", "tool_name": "Weather", "api_name": "Get weather"}],
+    }
+    for i in range(6)
+]
+
+
+def test_a_dead_tool_backend_answers_nothing_stops_the_run_and_reruns_redo_it_fixes_silent_success(tmp_path):
+    agent = ScriptedAgent(lambda key, n: call(WEATHER) if not key else ANSWER)
+    summary = answer_queries(DEAD_QUERIES, _dead_backend_env, agent, "CoT@1", tmp_path, progress=False)
+    # fixes: every call failed, yet the run said "answered 12, failed 0" and wrote valid_data: true
+    assert summary.answered == 0 and summary.failed_infrastructure == 3 and summary.not_started == 3
+    assert "3 queries in a row failed" in summary.stopped and "127.0.0.1:9" in summary.stopped
+    files = sorted(tmp_path.glob("*_CoT@1.json"))
+    assert len(files) == 3
+    for f in files:
+        gen = json.loads(f.read_text())["answer_generation"]
+        assert gen["valid_data"] is False and "request failed" in gen["infrastructure_error"]
+        assert "tb-secret-xyz" not in f.read_text()
+    # the backend is back: the failed queries are redone, none is "already answered"
+    again = answer_queries(DEAD_QUERIES, lambda q: FakeEnv(), agent, "CoT@1", tmp_path, progress=False)
+    assert again.skipped_done == 0 and again.answered == 6
+
+
+def test_run_queries_exits_non_zero_and_says_why_when_the_backend_is_down(tmp_path, capsys, monkeypatch):
+    from toolbench_multillm import run_queries as R
+
+    qfile = tmp_path / "q.json"
+    qfile.write_text(json.dumps(DEAD_QUERIES[:2]))
+    monkeypatch.setattr(
+        R, "build_agent", lambda args: ScriptedAgent(lambda k, n: call(WEATHER) if not k else ANSWER)
+    )
+    argv = ["--backend", "server", "--service_url", "http://user:pw@127.0.0.1:9/rapidapi", "--tool_retries", "0",
+            "--max_consecutive_failures", "1", "--input_query_file", str(qfile), "--output_answer_file",
+            str(tmp_path / "out")]  # fmt: skip
+    assert R.main(argv) == 1
+    captured = capsys.readouterr()
+    assert "failed infrastructure       1" in captured.out and "not started                 1" in captured.out
+    assert "stopped early" in captured.err and "pw" not in captured.err + captured.out
+
+
+def test_observation_sources_are_recorded_in_the_answer_file(tmp_path):
+    import httpx
+
+    from toolbench_multillm.env import ToolClient, ToolEnv
+    from toolbench_multillm.tools import build_toolset
+
+    replies = iter([{"error": "", "response": "sunny", "source": "cache"}, {"error": "", "response": "x"}])
+    http = httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(200, json=next(replies))))
+
+    def make_env(q):
+        return ToolEnv(build_toolset(q), ToolClient("http://tools.test/rapidapi", None, http_client=http))
+
+    agent = ScriptedAgent(lambda key, n: call(WEATHER) if len(key) < 2 else ANSWER)
+    answer_queries(
+        DEAD_QUERIES[:1], make_env, agent, "CoT@1", tmp_path, progress=False, limits=Limits(max_depth=30)
+    )
+    data = json.loads(answer_path(tmp_path, 0, "CoT@1").read_text())
+    assert data["answer_generation"]["observation_sources"] == {"cache": 1, "environment": 1, "upstream": 1}
+    nodes, stack = [], [data["tree"]["tree"]]
+    while stack:
+        node = stack.pop()
+        nodes.append(node)
+        stack += node["children"]
+    assert sorted(n["observation_source"] for n in nodes if "observation_source" in n) == [
+        "cache", "environment", "upstream"]  # fmt: skip
+
+
+def test_a_tool_server_killed_mid_run_leaves_no_answer_resting_on_it(tmp_path):
+    from toolbench_multillm.demo import ToolServerThread
+    from toolbench_multillm.demo_apis import api_docs
+    from toolbench_multillm.env import ToolClient, ToolEnv
+    from toolbench_multillm.tools import build_toolset
+
+    weather = "current_weather_for_weather_table"
+    queries = [
+        {"query_id": i, "query": f"weather {i}?", "api_list": api_docs(["Weather Table"])} for i in range(8)
+    ]
+    server = ToolServerThread(tmp_path / "cache.sqlite").__enter__()
+    client = ToolClient(server.url, None, timeout=5, max_retries=1, backoff=0.0)
+
+    class KillsTheServer(ScriptedAgent):
+        def act(self, task, steps, diversity=None):
+            if task.query == "weather 3?" and not steps:
+                server.__exit__(None, None, None)  # the server dies while query 3 runs
+            return Action("t", weather, '{"city": "Paris"}', {}) if not steps else ANSWER
+
+    summary = answer_queries(
+        queries, lambda q: ToolEnv(build_toolset(q), client), KillsTheServer(None), "CoT@1", tmp_path / "out",
+        progress=False, limits=Limits(max_depth=30),
+    )  # fmt: skip
+    assert summary.answered == 3 and summary.failed_infrastructure == 3 and summary.not_started == 2
+    for i in range(8):
+        path = answer_path(tmp_path / "out", i, "CoT@1")
+        if i < 3:
+            gen = json.loads(path.read_text())["answer_generation"]
+            assert gen["valid_data"] and gen["observation_sources"] == {"environment": 1, "local": 1}
+        elif i < 6:
+            gen = json.loads(path.read_text())["answer_generation"]
+            assert not gen["valid_data"] and gen["infrastructure_error"]
+        else:
+            assert not path.exists()
+
+
+def test_bad_flags_and_files_give_one_line_errors(tmp_path, capsys):
+    from toolbench_multillm.run_queries import main
+
+    good = tmp_path / "q.json"
+    good.write_text(json.dumps(DEAD_QUERIES[:1]))
+    common = ["--backend", "server", "--output_answer_file", str(tmp_path / "out")]
+    cases = {
+        "--method": ["--input_query_file", str(good), "--method", "BFS"],
+        "q_bad.json": ["--input_query_file", str(tmp_path / "q_bad.json")],
+        "missing_tools": ["--input_query_file", str(good), "--tool_root_dir", str(tmp_path / "missing_tools")],
+        "no_model": ["--input_query_file", str(good), "--planner_model_path", str(tmp_path / "no_model"),
+                     "--caller_model_path", str(tmp_path / "no_model"), "--summarizer_model_path", "x"],
+    }  # fmt: skip
+    (tmp_path / "q_bad.json").write_bytes(b"\xff\xfe[{")
+    for needle, argv in cases.items():
+        assert main(common + argv) == 2, needle
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("alpha-umi run-queries: error: ") and "\n" not in err, err
+        assert needle in err, (needle, err)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -16,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from toolbench_multillm import env as E
 from toolbench_multillm.cache import ResponseCache
-from toolbench_multillm.server import BadRequest, ServerConfig, create_app, validate_name
+from toolbench_multillm.server import SOURCES, BadRequest, ServerConfig, create_app, validate_name
 from toolbench_multillm.tools import toolset_from_functions
 
 SECRET = "tb-secret-key-456"
@@ -88,6 +89,7 @@ def test_known_api_with_new_input_gets_a_clear_no_cached_response_error(client):
     assert r.status_code == 200 and r.json() == {
         "error": "no cached response for transitaires/transitaire with this input",
         "response": "",
+        "source": "none",
     }
 
 
@@ -102,11 +104,91 @@ def test_known_api_with_new_input_gets_a_clear_no_cached_response_error(client):
         (json.dumps({"tool_name": "t", "api_name": "a", "category": "/etc"}).encode(), 400, "path-like"),
         (json.dumps({"tool_name": "t", "api_name": "a", "tool_input": 5}).encode(), 400, "tool_input"),
         (json.dumps({"tool_name": "no_such_tool", "api_name": "a"}).encode(), 404, "unknown tool"),
+        # deep nesting, in the body and in tool_input as an object or as JSON text
+        (b"[" * 100_000, 400, "nested too deeply"),
+        (
+            b'{"tool_name": "t", "api_name": "a", "tool_input": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+            400,
+            "nested",
+        ),
+        (
+            json.dumps(
+                {"tool_name": "t", "api_name": "a", "tool_input": {"a": json.loads("[" * 32 + "]" * 32)}}
+            ).encode(),
+            400,
+            "'tool_input' is nested deeper than 32",
+        ),
+        (
+            json.dumps({"tool_name": "t", "api_name": "a", "tool_input": "[" * 5000 + "]" * 5000}).encode(),
+            400,
+            "'tool_input' is nested",
+        ),
+        # lone surrogates, escaped or as raw bytes, in every string field
+        (rb'{"tool_name": "t\ud800", "api_name": "a"}', 400, "'tool_name' contains a lone surrogate"),
+        (rb'{"tool_name": "t", "api_name": "\udfff"}', 400, "'api_name' contains a lone surrogate"),
+        (
+            b'{"tool_name": "t", "api_name": "a", "category": "\xed\xa0\x80"}',
+            400,
+            "'category' contains a lone surrogate",
+        ),
+        (
+            rb'{"tool_name": "t", "api_name": "a", "tool_input": {"q": "\ud800"}}',
+            400,
+            "'tool_input' contains a lone surrogate",
+        ),
+        (
+            rb'{"tool_name": "t", "api_name": "a", "tool_input": {"\ud800": 1}}',
+            400,
+            "'tool_input' contains a lone surrogate",
+        ),
+        (
+            b'{"tool_name": "t", "api_name": "a", "tool_input": "{\\"q\\": \\"\\\\ud800\\"}"}',
+            400,
+            "'tool_input' contains a lone surrogate",
+        ),
+        (
+            rb'{"tool_name": "t", "api_name": "a", "strip": "\ud800"}',
+            400,
+            "'strip' contains a lone surrogate",
+        ),
+        (
+            rb'{"tool_name": "t", "api_name": "a", "toolbench_key": "k\udbff"}',
+            400,
+            "'toolbench_key' contains a lone surrogate",
+        ),
+        # integers past Python's 4,300-digit limit, in the body or in tool_input's text
+        (
+            b'{"tool_name": "t", "api_name": "a", "tool_input": {"n": 1' + b"0" * 5000 + b"}}",
+            400,
+            "too many digits",
+        ),
+        (
+            json.dumps(
+                {"tool_name": "t", "api_name": "a", "tool_input": '{"n": 1' + "0" * 5000 + "}"}
+            ).encode(),
+            400,
+            "'tool_input' holds an integer with too many digits",
+        ),
+        # not an object, wrong field types, binary and empty bodies
+        (b'"a string"', 400, "JSON object"),
+        (b"null", 400, "JSON object"),
+        (json.dumps({"tool_name": 5, "api_name": "a"}).encode(), 400, "'tool_name' must be a string"),
+        (json.dumps({"tool_name": "t", "api_name": ["a"]}).encode(), 400, "'api_name' must be a string"),
+        (
+            json.dumps({"tool_name": "t", "api_name": "a", "category": {}}).encode(),
+            400,
+            "'category' must be a string",
+        ),
+        (json.dumps({"tool_name": "t", "api_name": "a", "tool_input": [1]}).encode(), 400, "tool_input"),
+        (bytes(range(256)), 400, "invalid JSON"),
+        (b"\xff\xfe\x00\xd8", 400, "invalid JSON"),
+        (b"", 400, "invalid JSON"),
     ],
 )
 def test_bad_requests_get_4xx_with_a_reason(client, body, status, reason):
     r = client.post("/rapidapi", content=body, headers={"content-type": "application/json"})
     assert r.status_code == status and reason in r.json()["error"]
+    assert r.json()["response"] == "" and "\n" not in r.json()["error"]
     assert client.get("/health").json()["status"] == "ok"
 
 
@@ -155,9 +237,10 @@ def test_upstream_answers_misses_and_real_answers_are_cached(tmp_path):
             "tool_input": '{"city": "Paris"}',
             "toolbench_key": "",
         }
-        for _ in range(2):
+        for source in ("upstream", "cache"):
             r = c.post("/rapidapi", json=payload)
-            assert r.json() == {"error": "", "response": "real answer"} and SECRET not in r.text
+            assert r.json() == {"error": "", "response": "real answer", "source": source}
+            assert SECRET not in r.text
         assert len(seen) == 1 and seen[0]["toolbench_key"] == SECRET
         assert c.get("/stats").json()["by_source"] == {
             "local": 0,
@@ -167,6 +250,149 @@ def test_upstream_answers_misses_and_real_answers_are_cached(tmp_path):
             "none": 0,
         }
     assert cache.get("weather", "get_weather", {"city": "Paris"}, "Data").source == "upstream"
+
+
+def mock_upstream(
+    handler, key: str | None = SECRET, url: str = "http://upstream.test/rapidapi"
+) -> E.ToolClient:
+    return E.ToolClient(
+        url, key, max_retries=0, backoff=0.0, http_client=httpx.Client(transport=httpx.MockTransport(handler))
+    )
+
+
+def test_every_answer_names_its_source(seeded_cache_file, tmp_path):
+    from toolbench_multillm.registry import ToolRegistry
+    from toolbench_multillm.simulator import Simulator
+
+    def llm(request):
+        return httpx.Response(
+            200, json={"choices": [{"message": {"content": '{"error": "", "response": "sim"}'}}]}
+        )
+
+    def upstream(request):
+        if json.loads(request.content)["tool_name"] == "weather":
+            return httpx.Response(200, json={"error": "", "response": "real"})
+        return httpx.Response(404, json={"error": "no such API"})
+
+    registry = ToolRegistry()
+    registry.register("local_tool", "ping", lambda: "pong")
+    path = tmp_path / "c.sqlite"
+    path.write_bytes(seeded_cache_file.read_bytes())
+    simulator = Simulator(
+        "http://llm.test/v1", "m", http_client=httpx.Client(transport=httpx.MockTransport(llm))
+    )
+    config = ServerConfig(cache=ResponseCache(path), registry=registry, simulator=simulator)
+    cases = [
+        ({"tool_name": "local_tool", "api_name": "ping"}, 200, "local"),
+        ({"tool_name": "transitaires", "api_name": "transitaires", "tool_input": "{}"}, 200, "cache"),
+        (
+            {"tool_name": "transitaires", "api_name": "transitaire", "tool_input": {"is_id": "NEW"}},
+            200,
+            "simulator",
+        ),
+        ({"tool_name": "no_such_tool", "api_name": "a"}, 404, "none"),
+    ]
+    with TestClient(create_app(config)) as c:
+        for body, status, source in cases:
+            r = c.post("/virtual", json=body)
+            assert (r.status_code, r.json()["source"]) == (status, source), body
+        config.upstream, config.simulator = mock_upstream(upstream), None
+        assert c.post("/rapidapi", json={"tool_name": "weather", "api_name": "now"}).json() == {
+            "error": "",
+            "response": "real",
+            "source": "upstream",
+        }
+        none = c.post("/rapidapi", json={"tool_name": "other", "api_name": "now"}).json()
+        assert none["source"] == "none" and none["error"].startswith("no cached response for other/now")
+        assert "upstream failed: request invalid, data error. status_code=404: no such API" in none["error"]
+        assert "source" not in c.post("/rapidapi", content=b"{").json()  # a refused request is no answer
+        assert c.get("/stats").json()["by_source"] == {s: 1 for s in SOURCES} | {"none": 2}
+
+
+@pytest.mark.parametrize("server_key", [SECRET, None], ids=["server-key", "forwarded-request-key"])
+def test_keys_echoed_by_the_upstream_are_never_answered_logged_or_cached(tmp_path, caplog, server_key):
+    caplog.set_level(logging.DEBUG, logger="toolbench_multillm")
+    request_key = "tb-request-key-999"
+
+    def upstream(request):
+        sent = json.loads(request.content)["toolbench_key"]
+        api = json.loads(request.content)["api_name"]
+        if api == "refused":
+            return httpx.Response(
+                401, text=f"invalid key {sent} (header {request.headers.get('toolbench_key')})"
+            )
+        if api == "crash":
+            return httpx.Response(500, text=f"Traceback ... key={sent}")
+        return httpx.Response(200, json={"error": f"key {sent} over quota", "response": f"echo {sent}"})
+
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    up = mock_upstream(upstream, server_key, url="http://user:url-secret@upstream.test/rapidapi")
+    with TestClient(create_app(ServerConfig(cache=cache, upstream=up))) as c:
+        for api in ("refused", "crash", "quota"):
+            r = c.post("/rapidapi", json={"tool_name": "t", "api_name": api, "toolbench_key": request_key})
+            assert r.status_code == 200 and "***" in r.json()["error"], r.text
+            for secret in (SECRET, request_key, "url-secret"):
+                assert secret not in r.text
+    for secret in (SECRET, request_key, "url-secret"):
+        assert secret not in caplog.text
+    assert "upstream.test" in caplog.text  # the failure is logged, with the URL's public part
+
+
+def test_upstream_replies_deep_huge_or_of_the_wrong_type_are_served_as_text_or_reported(tmp_path):
+    replies = {
+        "deep": httpx.Response(
+            200, content=b'{"error": "", "response": ' + b"[" * 20000 + b"]" * 20000 + b"}"
+        ),
+        "huge_int": httpx.Response(200, content=b'{"error": "", "response": 1' + b"0" * 5000 + b"}"),
+        "not_json": httpx.Response(200, content=b"<html>"),
+        "list": httpx.Response(200, json=[1, 2]),
+        "types": httpx.Response(200, json={"error": {"code": 1}, "response": {"a": [1, None]}}),
+        "surrogates": httpx.Response(200, content=b'{"error": "", "response": "a\\ud800b"}'),
+        "huge": httpx.Response(200, json={"error": "", "response": "x" * 3000}),
+    }
+    up = mock_upstream(lambda request: replies[json.loads(request.content)["api_name"]])
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    config = ServerConfig(cache=cache, upstream=up, max_response_chars=1000)
+    with TestClient(create_app(config)) as c:
+        answers = {api: c.post("/rapidapi", json={"tool_name": "t", "api_name": api}) for api in replies}
+        assert all(r.status_code == 200 for r in answers.values())
+        answers = {api: r.json() for api, r in answers.items()}
+        for api in ("deep", "huge_int", "not_json", "list"):
+            assert answers[api]["source"] == "none" and "upstream failed" in answers[api]["error"]
+        assert answers["types"] == {
+            "error": '{"code": 1}',
+            "response": '{"a": [1, null]}',
+            "source": "upstream",
+        }
+        assert answers["surrogates"]["response"] == "a\ufffdb"
+        assert answers["huge"]["response"] == "x" * 1000 + "..."
+        assert c.get("/health").json()["status"] == "ok"
+    assert cache.get("t", "surrogates", "{}").response == "a\ufffdb"
+    assert cache.get("t", "huge", "{}").response == "x" * 1000 + "..."
+
+
+@pytest.mark.parametrize("kind", ["folder", "not-sqlite", "missing-folder", "tool-root"])
+def test_serve_tools_with_a_bad_path_fails_in_one_line_before_binding(tmp_path, capsys, monkeypatch, kind):
+    from toolbench_multillm import server
+
+    monkeypatch.setattr(server, "serve", lambda *a, **k: pytest.fail("serve() reached"))
+    argv = ["--cache", str(tmp_path / "c.sqlite")]
+    if kind == "folder":
+        argv = ["--cache", str(tmp_path)]
+    elif kind == "not-sqlite":
+        (tmp_path / "notes.txt").write_text("hello, not a database")
+        argv = ["--cache", str(tmp_path / "notes.txt")]
+    elif kind == "missing-folder":
+        argv = ["--cache", str(tmp_path / "nope" / "c.sqlite")]
+    else:
+        argv += ["--tool_root_dir", str(tmp_path / "no_tools")]
+    assert server.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("alpha-umi serve-tools: ") and "\n" not in err and "Traceback" not in err
+    assert {"folder": str(tmp_path), "not-sqlite": "notes.txt", "missing-folder": "nope"}.get(
+        kind, "no_tools"
+    ) in err
+    assert logging.getLogger("httpx").level >= logging.WARNING  # its INFO lines carry URL credentials
 
 
 # --- a real uvicorn process ------------------------------------------------------------------
@@ -240,3 +466,69 @@ def test_live_server_replays_rejects_bad_requests_and_never_prints_the_key(live_
         assert ok.status_code == 200 and ok.json()["error"] == ""
     assert proc.poll() is None
     assert SECRET not in log.read_text()
+
+
+@pytest.mark.slow
+def test_live_server_keeps_the_connection_open_through_hostile_requests(live_server):
+    import http.client
+
+    url, proc, log = live_server
+    conn = http.client.HTTPConnection("127.0.0.1", int(url.rsplit(":", 1)[1]), timeout=30)
+    bodies = [
+        b"[" * 100_000,
+        b'{"tool_name": "t", "api_name": "a", "tool_input": "' + b"[" * 5000 + b'"}',
+        rb'{"tool_name": "t\ud800", "api_name": "a"}',
+        rb'{"tool_name": "transitaires", "api_name": "transitaire", "tool_input": {"q": "\udfff"}}',
+        b'{"tool_name": "t", "api_name": "a", "tool_input": {"n": 1' + b"0" * 5000 + b"}}",
+        bytes(range(256)),
+        b"x" * (2 << 20),
+        json.dumps({"tool_name": "transitaires", "api_name": "transitaires", "tool_input": "{}"}).encode(),
+    ]
+    statuses, sock = [], None
+    for body in bodies:
+        conn.request("POST", "/rapidapi", body=body, headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        data = json.loads(r.read())
+        statuses.append(r.status)
+        sock = sock or conn.sock
+        assert conn.sock is sock and isinstance(data["error"], str), "connection dropped"
+    assert statuses == [400] * 6 + [413, 200]
+    conn.request("GET", "/health")
+    assert json.loads(conn.getresponse().read())["status"] == "ok" and conn.sock is sock
+    conn.close()
+    assert proc.poll() is None and "Traceback" not in log.read_text()
+
+
+def test_serve_tools_process_with_a_folder_as_cache_exits_2_without_a_traceback(tmp_path):
+    port = free_port()
+    run = subprocess.run(
+        [sys.executable, "-m", "toolbench_multillm.server", "--cache", str(tmp_path), "--port", str(port)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert (
+        run.stderr.strip().splitlines()[-1]
+        == f"alpha-umi serve-tools: {tmp_path}: is a folder, expected an SQLite cache file"
+    )
+
+
+def test_a_defect_of_ours_is_a_500_with_a_redacted_log_and_the_server_keeps_serving(
+    client, caplog, monkeypatch
+):
+    cache = client.app.state.config.cache
+    calls = []
+
+    def broken_get(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError(f"bug while holding {SECRET}")
+        return None
+
+    monkeypatch.setattr(cache, "get", broken_get)
+    r = client.post("/rapidapi", json={"tool_name": "t", "api_name": "a", "toolbench_key": SECRET})
+    assert r.status_code == 500 and r.json() == {"error": "internal error: RuntimeError", "response": ""}
+    assert SECRET not in caplog.text and "bug while holding ***" in caplog.text
+    assert client.post("/rapidapi", json={"tool_name": "t", "api_name": "a"}).status_code == 404
+    assert client.get("/health").json()["status"] == "ok"

@@ -9,13 +9,18 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from glpft.formats import FormatError
 from toolbench_multillm.cache import ResponseCache
 from toolbench_multillm.server import ServerConfig, create_app
 from toolbench_multillm.simulator import Simulator, load_tool_docs, parse_simulated
 
 SECRET = "sim-secret-key-789"
 KNOWN_CALL = {"tool_name": "transitaires", "api_name": "transitaire", "tool_input": '{"is_id": "NEW"}'}
-NO_CACHED = {"error": "no cached response for transitaires/transitaire with this input", "response": ""}
+NO_CACHED = {
+    "error": "no cached response for transitaires/transitaire with this input",
+    "response": "",
+    "source": "none",
+}
 
 
 def mock_simulator(handler, **kwargs) -> Simulator:
@@ -55,7 +60,11 @@ def test_simulator_answers_known_apis_with_validated_json_and_is_cached(seeded_c
     cache_path.write_bytes(seeded_cache_file.read_bytes())
     with TestClient(create_app(ServerConfig(cache=ResponseCache(cache_path), simulator=sim))) as c:
         payload = {"tool_name": "transitaires", "api_name": "transitaire", "tool_input": '{"is_id": "NEW"}'}
-        assert c.post("/rapidapi", json=payload).json() == {"error": "", "response": '{"id": "SIM"}'}
+        assert c.post("/rapidapi", json=payload).json() == {
+            "error": "",
+            "response": '{"id": "SIM"}',
+            "source": "simulator",
+        }
         assert c.post("/rapidapi", json=payload).json()["response"] == '{"id": "SIM"}'
         assert c.get("/stats").json()["by_source"]["simulator"] == 1
     assert len(prompts) == 2 and "Example response" in prompts[0] and '"is_id":"NEW"' in prompts[0]
@@ -166,7 +175,79 @@ def test_tool_docs_are_loaded_by_standardised_name_and_shown_to_the_simulator(tm
     )
     with TestClient(create_app(config)) as c:
         call = {"tool_name": "weather_api", "api_name": "get_forecast", "tool_input": {"city": "Oslo"}}
-        assert c.post("/rapidapi", json=call).json() == {"error": "", "response": "sunny"}
+        assert c.post("/rapidapi", json=call).json() == {
+            "error": "",
+            "response": "sunny",
+            "source": "simulator",
+        }
         unknown = c.post("/rapidapi", json={"tool_name": "weather_api", "api_name": "other"})
         assert unknown.status_code == 404
     assert len(prompts) == 1 and "API documentation" in prompts[0] and "Weather of a city" in prompts[0]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        chat_reply("[" * 20000 + "]" * 20000),
+        chat_reply('{"error": "", "response": 1' + "0" * 5000 + "}"),
+        chat_reply('{"error": "", "response": ' + "[" * 5000 + "]" * 5000 + "}"),
+        httpx.Response(200, content=b'{"choices": ' + b"[" * 20000 + b"]" * 20000 + b"}"),
+        httpx.Response(200, content=b"\xff\xfe not json"),
+        httpx.Response(200, json={"choices": "not a list"}),
+        httpx.Response(200, json={"choices": [{"message": {"content": {"error": "", "response": "x"}}}]}),
+    ],
+    ids=[
+        "deep-content",
+        "huge-int",
+        "deep-response",
+        "deep-body",
+        "binary",
+        "wrong-choices",
+        "object-content",
+    ],
+)
+def test_hostile_simulator_replies_are_nothing_and_the_server_answers(cache_path, reply):
+    sim = mock_simulator(lambda request: reply, max_retries=0)
+    assert sim.simulate(KNOWN_CALL, None, []) is None
+    with TestClient(create_app(ServerConfig(cache=ResponseCache(cache_path), simulator=sim))) as c:
+        r = c.post("/rapidapi", json=KNOWN_CALL)
+        assert r.status_code == 200 and r.json() == NO_CACHED
+        assert c.get("/health").json()["status"] == "ok"
+
+
+def test_simulated_values_of_any_type_or_with_lone_surrogates_are_served_as_clean_text(cache_path):
+    replies = iter(
+        [
+            chat_reply('{"error": "", "response": "bad \\ud800 text"}'),
+            chat_reply('{"error": {"code": 3}, "response": {"deep": ' + "[" * 100 + "]" * 100 + "}}"),
+            chat_reply('{"error": "", "response": "' + "z" * 5000 + '"}'),
+        ]
+    )
+    sim = mock_simulator(lambda request: next(replies))
+    config = ServerConfig(cache=ResponseCache(cache_path), simulator=sim, max_response_chars=1000)
+    with TestClient(create_app(config)) as c:
+        answers = [c.post("/rapidapi", json={**KNOWN_CALL, "tool_input": {"n": i}}).json() for i in range(3)]
+    assert answers[0] == {"error": "", "response": "bad \ufffd text", "source": "simulator"}
+    assert answers[1]["error"] == '{"code": 3}' and answers[1]["response"].startswith('{"deep": [[[')
+    assert answers[2]["response"] == "z" * 1000 + "..."
+    assert (
+        ResponseCache(cache_path).get("transitaires", "transitaire", {"n": 0}).response == "bad \ufffd text"
+    )
+
+
+def test_parse_simulated_never_raises():
+    for text in ("[" * 20000, '{"response": 1' + "0" * 5000 + "}", '{"response": NaN}', "", None, 5):
+        parsed = parse_simulated(text)
+        assert parsed is None or parsed == ("", "NaN")
+    assert parse_simulated('{"response": "\\ud800"}') == ("", "\ud800")  # the server replaces it
+
+
+def test_a_missing_tool_root_dir_is_a_one_line_error_and_bad_tool_files_are_skipped(tmp_path, caplog):
+    with pytest.raises(FormatError, match="no such directory"):
+        load_tool_docs(str(tmp_path / "missing"))
+    (tmp_path / "Data").mkdir()
+    (tmp_path / "Data" / "deep.json").write_text("[" * 100_000)
+    (tmp_path / "Data" / "list.json").write_text("[1, 2]")
+    (tmp_path / "Data" / "names.json").write_text('{"api_list": [{"name": 5}, "x"]}')
+    assert load_tool_docs(str(tmp_path)) == {}
+    assert caplog.text.count("unreadable tool file skipped") == 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from test_pass_rate import ScriptedJudge, deep_answer
 from test_tooleval import converted
 
 from toolbench_multillm.judge import JudgeUnavailable
@@ -29,3 +30,17 @@ def test_a_changed_pass_decision_drops_the_stored_labels(tmp_path):
     with pytest.raises(JudgeUnavailable):  # both pass now: the judge must decide, and there is none
         win_rate_group(cand, ref, ["1"], store, None, 1, 1, {"1": True}, {"1": True})
     assert store.scores("1") == {}
+
+
+def test_a_poison_pair_is_a_tie_with_a_reason_and_the_group_goes_on(tmp_path):
+    judge = ScriptedJudge()
+    store = LabelStore(tmp_path / "g.json", {})
+    cand = {"1": converted("a"), "2": deep_answer("b")}
+    ref = {"1": converted("c"), "2": converted("d")}
+    win_rate_group(cand, ref, ["1", "2"], store, judge, 2, 2)
+    assert store.scores("1") == {0: 1.0, 1: 0.0}  # the scripted judge always prefers A
+    assert store.scores("2") == {0: 0.5, 1: 0.5}
+    entry = store.queries["2"]["repeats"]["1"]
+    assert (entry["label"], entry["decided_by"], entry["candidate_shown_as"]) == ("tie", "error", "B")
+    win_rate_group(cand, ref, ["1", "2"], LabelStore(tmp_path / "g.json", {}), judge, 2, 2)
+    assert judge.asked == 4  # resumed: nothing asked again
