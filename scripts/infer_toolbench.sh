@@ -7,7 +7,9 @@
 # Single-LLM baseline: BACKBONE_PATH=saved_models/toolbench/backbone bash scripts/infer_toolbench.sh
 set -euo pipefail
 
-NNODE=${NNODE:-8}
+GPUS=$(python -c "import torch; print(torch.cuda.device_count())" 2>/dev/null || echo 0)
+NNODE=${NNODE:-$([ "$GPUS" -gt 0 ] && echo "$GPUS" || echo 1)}   # processes (the paper: 8 GPUs)
+PRECISION=${PRECISION-$([ "$GPUS" -gt 0 ] && echo --bf16_full_eval || true)}
 PORT=${PORT:-12345}
 
 PLAN_PATH=${PLAN_PATH:-saved_models/toolbench/planner}            # where scripts/train_toolbench.sh writes
@@ -29,7 +31,14 @@ EXTRA_ARGS=${EXTRA_ARGS:-}                             # e.g. "--prompt_prefix -
 INFER_OVERWRITE=() EVAL_OVERWRITE=()
 if [ "$OVERWRITE" = true ]; then INFER_OVERWRITE=(--overwrite_output_dir); EVAL_OVERWRITE=(--overwrite); fi
 
-for DOMAIN in in_domain out_of_domain; do
+DOMAINS=${DOMAINS:-"in_domain out_of_domain"}
+found=0
+for DOMAIN in $DOMAINS; do
+    if [ ! -f "$TEST_DIR/$DOMAIN.json" ]; then
+        echo "skip $DOMAIN: no $TEST_DIR/$DOMAIN.json (the α-UMi repository's GLPFT/dataset/toolbench/test/)" >&2
+        continue
+    fi
+    found=1
     if [ -n "$BACKBONE_PATH" ]; then
         MODELS=(--backbone_model_name_or_path "$BACKBONE_PATH" --backbone_prompt_type "$P_TYPE_BACKBONE")
         MODE=backbone
@@ -46,7 +55,7 @@ for DOMAIN in in_domain out_of_domain; do
         "${MODELS[@]}" \
         --per_device_eval_batch_size "$BATCH_SIZE" \
         --data_path "$TEST_DIR/$DOMAIN.json" \
-        --bf16_full_eval \
+        $PRECISION \
         --decoding "$DECODING" \
         --max_input_length 3750 \
         --output_dir "$LAB_DIR/$DOMAIN" \
@@ -57,3 +66,4 @@ for DOMAIN in in_domain out_of_domain; do
         --output_path "$LAB_DIR/$DOMAIN/metrics.json" \
         --mode "$MODE" "${EVAL_OVERWRITE[@]}"
 done
+if [ "$found" = 0 ]; then echo "infer_toolbench.sh: no test set found in $TEST_DIR" >&2; exit 2; fi

@@ -8,13 +8,23 @@
 # jobs on one such node. Time a short run first: ./scripts/train_toolbench.sh --max_steps 20
 # Extra arguments go to every job (e.g. --packing True, --use_lora True). Jobs resume from the last
 # checkpoint in their output folder, so the script can simply be rerun after an interruption.
+# Without GPUs (e.g. the demo's tiny models on a laptop) the defaults fall back to one CPU process,
+# fp32 and no DeepSpeed; every variable below can still be set by hand.
 set -euo pipefail
 
+GPUS=$(python -c "import torch; print(torch.cuda.device_count())" 2>/dev/null || echo 0)
 LLAMA_PATH=${LLAMA_PATH:?set LLAMA_PATH to the base model folder (e.g. Llama-2-7b-chat-hf)}
 DATA_DIR=${DATA_DIR:-data/glpft/toolbench/train}       # train_{backbone,planner,caller,summarizer}.json
 SAVE_DIR=${SAVE_DIR:-saved_models/toolbench}
-DS_CONFIG=${DS_CONFIG:-GLPFT/ds_configs/zero3.json}
-NNODE=${NNODE:-8}                # GPUs per node (the paper's name)
+if [ "$GPUS" -gt 0 ]; then
+    DS_CONFIG=${DS_CONFIG-GLPFT/ds_configs/zero3.json}
+    PRECISION=${PRECISION-"--bf16"}
+else
+    DS_CONFIG=${DS_CONFIG-}          # CPU: plain PyTorch (set DS_CONFIG to try ZeRO over gloo)
+    PRECISION=${PRECISION-}
+fi
+NNODE=${NNODE:-$([ "$GPUS" -gt 0 ] && echo "$GPUS" || echo 1)}   # processes per node (the paper: 8 GPUs)
+MAX_LEN=${MAX_LEN:-4096}
 NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
 MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
@@ -45,10 +55,10 @@ glpft() {
         --warmup_ratio "$warmup" \
         --lr_scheduler_type cosine \
         --gradient_checkpointing True \
-        --deepspeed "$DS_CONFIG" \
-        --bf16 \
+        ${DS_CONFIG:+--deepspeed "$DS_CONFIG"} \
+        $PRECISION \
         --logging_steps 2 \
-        --model_max_length 4096 \
+        --model_max_length "$MAX_LEN" \
         --report_to none \
         "$@"
 }

@@ -278,3 +278,15 @@ def check_tools(tools: Any, where: str) -> list[Tool]:
                 f"{where}: field 'tools[{j}]' should be an object with a string 'Name'", "bad 'tools'"
             )
     return tools
+
+
+def check_stage2(record: Any, where: str) -> Stage2Record:
+    """A stage-2 record: ``tools`` (tool entries), ``instruction`` and ``conversations`` of
+    ``{"from", "value"}`` string turns; a one-line FormatError names the record and the field."""
+    check_tools(require(record, "tools", list, where), where)
+    require(record, "instruction", str, where)
+    conv = require(record, "conversations", list, where)
+    for j, turn in enumerate(conv):
+        require(turn, "from", str, f"{where}: conversations[{j}]")
+        require(turn, "value", str, f"{where}: conversations[{j}]")
+    return record

@@ -1,7 +1,8 @@
-"""Raw ToolBench answers → stage 1 → stage 2 → the four GLPFT role datasets (DESIGN §3.1–3.4).
+"""Raw ToolBench answers → stage 1 → stage 2 → the four GLPFT role datasets (train_<role>.json).
 
     alpha-umi prepro --data-dir data/toolbench --out-dir data/glpft [--num-proc 8]
     alpha-umi prepro --stage1-file data/glpft/raw_data/raw_data_stage_1.json --out-dir data/glpft
+    alpha-umi prepro --stage2-file data/glpft/raw_data/raw_data_stage_2.json --out-dir data/glpft
 
 Writes ``<out>/raw_data/raw_data_stage_{1,2}.json`` and ``<out>/train_{backbone,planner,caller,summarizer}.json``
 as JSON lists byte-compatible with the original pipeline. Trajectories stream through one at a time
@@ -11,6 +12,7 @@ as JSON lists byte-compatible with the original pipeline. Trajectories stream th
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import logging
 import os
@@ -31,6 +33,7 @@ from glpft.formats import (
     Stage1Record,
     Stage2Record,
     Turn,
+    check_stage2,
     check_tools,
     dumps_row,
     iter_json_list,
@@ -136,13 +139,16 @@ def stage2_from_stage1(
 # --- role samples ----------------------------------------------------------------------------
 
 
-def role_samples(record: Stage2Record, stats: Counter | None = None) -> dict[str, list[RoleSample]]:
-    """The four GLPFT role datasets' samples of one stage-2 record (DESIGN §3.4)."""
+def role_samples(
+    record: Stage2Record, stats: Counter | None = None, templates: dict[str, str] | None = None
+) -> dict[str, list[RoleSample]]:
+    """The four GLPFT role datasets' samples of one stage-2 record (DESIGN §3.4); ``templates`` maps a
+    role to a prompt-type name (the original scripts' ``--prompt_type``)."""
     stats = stats if stats is not None else Counter()
     tools, conv = record["tools"], record["conversations"]
     out: dict[str, list[RoleSample]] = {r: [] for r in P.MODEL_ROLES}
     # paper parity: training data fills {thought} after {history}, and says "assistant: " for the planner
-    prompts = P.RolePrompts(tools, thought_first=False)
+    prompts = P.RolePrompts(tools, templates, thought_first=False)
     full = P.history_prefixes(conv, "full")  # planner, summarizer
     caller = P.history_prefixes(conv, "caller")  # hallucinated caller turns left out
     backbone = P.history_prefixes(conv, "backbone")  # merged thought + action turns
@@ -191,33 +197,58 @@ class Outcome:
     excluded: bool = False
 
 
-def _finish(stage1: Stage1Record, stage2_where: str, text_only: str, keep_stage1: bool) -> Outcome:
-    out = Outcome()
-    stage2 = stage2_from_stage1(stage1, stage2_where, text_only, out.stats)
-    samples = role_samples(stage2, out.stats)
-    out.stage1 = dumps_row(stage1) if keep_stage1 else None
-    out.stage2 = dumps_row(stage2)
-    out.samples = {r: [dumps_row(s) for s in rows] for r, rows in samples.items()}
+@dataclass(frozen=True)
+class Options:
+    """What every worker needs to know besides its input (picklable for ``--num-proc``)."""
+
+    text_only: str = "drop"
+    test_ids: frozenset[str] | None = None
+    templates: tuple[tuple[str, str], ...] = ()
+    outputs: frozenset[str] = frozenset(("stage1", "stage2", *P.MODEL_ROLES))
+
+
+def _samples(stage2: Stage2Record, opts: Options, out: Outcome) -> Outcome:
+    roles = [r for r in P.MODEL_ROLES if r in opts.outputs]
+    if roles:
+        samples = role_samples(stage2, out.stats, dict(opts.templates) or None)
+        out.samples = {r: [dumps_row(s) for s in samples[r]] for r in roles}
     return out
 
 
-def process_answer_file(task: tuple[str, frozenset[str] | None, str]) -> Outcome:
+def _finish(stage1: Stage1Record, stage2_where: str, opts: Options, keep_stage1: bool) -> Outcome:
+    out = Outcome()
+    stage2 = stage2_from_stage1(stage1, stage2_where, opts.text_only, out.stats)
+    out.stage1 = dumps_row(stage1) if keep_stage1 and "stage1" in opts.outputs else None
+    out.stage2 = dumps_row(stage2) if "stage2" in opts.outputs else None
+    return _samples(stage2, opts, out)
+
+
+def process_answer_file(task: tuple[str, Options]) -> Outcome:
     """Read, validate and convert one raw answer file (runs in worker processes)."""
-    path, test_ids, text_only = task
-    if test_ids is not None and os.path.basename(path).split("_")[0] in test_ids:
+    path, opts = task
+    if opts.test_ids is not None and os.path.basename(path).split("_")[0] in opts.test_ids:
         return Outcome(excluded=True)
     try:
         answer = read_json(path)
-        return _finish(stage1_from_answer(answer, path), path, text_only, keep_stage1=True)
+        return _finish(stage1_from_answer(answer, path), path, opts, keep_stage1=True)
     except FormatError as e:
         return Outcome(skipped=(e.reason, str(e)))
 
 
-def process_stage1_record(task: tuple[Any, str, str]) -> Outcome:
-    record, where, text_only = task
+def process_stage1_record(task: tuple[Any, str, Options]) -> Outcome:
+    record, where, opts = task
     try:
         check_tools(require(record, "tools", list, where), where)
-        return _finish(record, where, text_only, keep_stage1=False)
+        return _finish(record, where, opts, keep_stage1=False)
+    except FormatError as e:
+        return Outcome(skipped=(e.reason, str(e)))
+
+
+def process_stage2_record(task: tuple[Any, str, Options]) -> Outcome:
+    record, where, opts = task
+    try:
+        out = Outcome()
+        return _samples(check_stage2(record, where), opts, out)
     except FormatError as e:
         return Outcome(skipped=(e.reason, str(e)))
 
@@ -283,8 +314,20 @@ class Summary:
         return [f"{k:<{width}}  {v}" for k, v in rows]
 
 
+def default_targets(out_dir: str, raw_dir: str | None = None, source: str = "data_dir") -> dict[str, str]:
+    """Where each output goes: ``<raw>/raw_data_stage_{1,2}.json`` and ``<out>/train_<role>.json``
+    (no stage-1 file from a stage-1 input, no stage-2 file from a stage-2 input)."""
+    raw_dir = raw_dir or os.path.join(out_dir, "raw_data")
+    targets = {}
+    if source == "data_dir":
+        targets["stage1"] = os.path.join(raw_dir, "raw_data_stage_1.json")
+    if source != "stage2_file":
+        targets["stage2"] = os.path.join(raw_dir, "raw_data_stage_2.json")
+    return targets | {r: os.path.join(out_dir, f"train_{r}.json") for r in P.MODEL_ROLES}
+
+
 def run(
-    out_dir: str,
+    out_dir: str | None = None,
     data_dir: str | None = None,
     stage1_file: str | None = None,
     test_ids_dir: str | None = None,
@@ -294,33 +337,45 @@ def run(
     overwrite: bool = False,
     progress: bool = True,
     raw_dir: str | None = None,
+    stage2_file: str | None = None,
+    targets: dict[str, str] | None = None,
+    templates: dict[str, str] | None = None,
 ) -> Summary:
-    """Run the pipeline; return the summary. Bad inputs are logged by path and reason, then skipped."""
-    if (data_dir is None) == (stage1_file is None):
-        raise ValueError("give exactly one of data_dir or stage1_file")
-    raw_dir = raw_dir or os.path.join(out_dir, "raw_data")
-    targets = {"stage2": os.path.join(raw_dir, "raw_data_stage_2.json")}
-    targets |= {r: os.path.join(out_dir, f"train_{r}.json") for r in P.MODEL_ROLES}
+    """Run the pipeline from raw answers (``data_dir``), a stage-1 or a stage-2 file; write ``targets``
+    (output name → path; default :func:`default_targets`). Bad inputs are logged by path and reason,
+    then skipped. ``templates`` maps roles to prompt-type names."""
+    sources = {"data_dir": data_dir, "stage1_file": stage1_file, "stage2_file": stage2_file}
+    given = [k for k, v in sources.items() if v is not None]
+    if len(given) != 1:
+        raise ValueError("give exactly one of data_dir, stage1_file or stage2_file")
+    if targets is None:
+        if out_dir is None:
+            raise ValueError("give out_dir or targets")
+        targets = default_targets(out_dir, raw_dir, given[0])
+    for role, name in (templates or {}).items():
+        P.get_template(name)  # one-line error for an unknown prompt type
+        if role not in P.MODEL_ROLES:
+            raise ValueError(f"unknown role {role!r} for a prompt type")
+    opts = Options(
+        text_only=text_only, templates=tuple(sorted((templates or {}).items())), outputs=frozenset(targets)
+    )
     if data_dir is not None:
-        targets["stage1"] = os.path.join(raw_dir, "raw_data_stage_1.json")
         files = list_answer_files(data_dir)
         test_ids = (
             load_test_ids(test_ids_dir or os.path.join(data_dir, "test_query_ids"))
             if exclude_test_ids
             else None
         )
-        tasks: Iterable[Any] = ((p, test_ids, text_only) for p in files)
+        opts = dataclasses.replace(opts, test_ids=test_ids)
+        tasks: Iterable[Any] = ((p, opts) for p in files)
         worker, total = process_answer_file, len(files)
     else:
-        tasks = (
-            (rec, f"{stage1_file}: item[{i}]", text_only) for i, rec in enumerate(iter_json_list(stage1_file))
-        )
-        worker, total = process_stage1_record, None
-    existing = [
-        p
-        for p in targets.values()
-        if os.path.exists(p) and os.path.abspath(p) != os.path.abspath(stage1_file or "")
-    ]
+        source = stage1_file or stage2_file
+        worker = process_stage1_record if stage1_file else process_stage2_record
+        tasks = ((rec, f"{source}: item[{i}]", opts) for i, rec in enumerate(iter_json_list(source)))
+        total = None
+    inputs = {os.path.abspath(p) for p in (stage1_file, stage2_file) if p}
+    existing = [p for p in targets.values() if os.path.exists(p) and os.path.abspath(p) not in inputs]
     if existing and not overwrite:
         raise FileExistsError(f"{existing[0]}: output exists (pass --overwrite to replace it)")
 
@@ -346,7 +401,8 @@ def run(
                 summary.stats.update(res.stats)
                 if res.stage1 is not None:
                     writers["stage1"].write_serialised(res.stage1)
-                writers["stage2"].write_serialised(res.stage2)
+                if res.stage2 is not None:
+                    writers["stage2"].write_serialised(res.stage2)
                 for role, rows in res.samples.items():
                     for row in rows:
                         writers[role].write_serialised(row)
@@ -365,6 +421,23 @@ def run(
     return summary
 
 
+def run_and_report(prog: str, strict: bool = False, **kwargs: Any) -> int:
+    """:func:`run` for a command line: the summary table, one-line errors, the exit status."""
+    try:
+        summary = run(**kwargs)
+    except (FormatError, FileExistsError, ValueError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    print("\n".join(summary.lines()))
+    targets = kwargs.get("targets") or {}
+    print(f"outputs in {kwargs.get('out_dir') or ', '.join(targets.values())}")
+    if not summary.kept:
+        source = kwargs.get("stage1_file") or kwargs.get("stage2_file") or kwargs.get("data_dir")
+        print(f"{prog}: error: {source}: no usable trajectory ({summary.read} read)", file=sys.stderr)
+        return 1
+    return 1 if strict and summary.skipped else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="alpha-umi prepro", description=__doc__.split("\n\n")[0])
     src = ap.add_mutually_exclusive_group(required=True)
@@ -372,6 +445,9 @@ def main(argv: list[str] | None = None) -> int:
         "--data-dir", "--data_dir", help="ToolBench data dir holding answer/G*_answer and test_query_ids/"
     )
     src.add_argument("--stage1-file", "--stage1_file", help="start from an existing raw_data_stage_1.json")
+    src.add_argument(
+        "--stage2-file", "--stage2_file", help="start from an existing raw_data_stage_2.json (role data only)"
+    )
     ap.add_argument("--out-dir", "--out_dir", required=True, help="output dir (raw_data/ and train_*.json)")
     ap.add_argument(
         "--raw-dir", "--raw_dir", help="where raw_data_stage_{1,2}.json go (default <out-dir>/raw_data)"
@@ -394,33 +470,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.num_proc < 1:
         ap.error("--num-proc must be >= 1")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        summary = run(
-            args.out_dir,
-            data_dir=args.data_dir,
-            stage1_file=args.stage1_file,
-            test_ids_dir=args.test_ids_dir,
-            exclude_test_ids=not args.no_test_exclusion,
-            num_proc=args.num_proc,
-            text_only=args.text_only_assistant,
-            overwrite=args.overwrite,
-            progress=not args.quiet,
-            raw_dir=args.raw_dir,
-        )
-    except (FormatError, FileExistsError) as e:
-        print(f"alpha-umi prepro: error: {e}", file=sys.stderr)
-        return 2
-    print("\n".join(summary.lines()))
-    print(f"outputs in {args.out_dir}")
-    if not summary.kept:
-        source = args.stage1_file or args.data_dir
-        print(
-            f"alpha-umi prepro: error: {source}: no usable trajectory ({summary.read} read)", file=sys.stderr
-        )
-        return 1
-    if args.strict and summary.skipped:
-        return 1
-    return 0
+    return run_and_report(
+        "alpha-umi prepro",
+        strict=args.strict,
+        out_dir=args.out_dir,
+        data_dir=args.data_dir,
+        stage1_file=args.stage1_file,
+        stage2_file=args.stage2_file,
+        test_ids_dir=args.test_ids_dir,
+        exclude_test_ids=not args.no_test_exclusion,
+        num_proc=args.num_proc,
+        text_only=args.text_only_assistant,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        raw_dir=args.raw_dir,
+    )
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from typing import Any
 
 from glpft import prompts as P
 from glpft.data import expand_data_paths
-from glpft.formats import FormatError, Tool, Turn, check_tools, iter_json_list, require
+from glpft.formats import FormatError, Tool, Turn, check_stage2, iter_json_list
 from glpft.parsing import parse_planner_output
 
 
@@ -66,14 +66,7 @@ def read_test_records(data_path: str, limit: int = -1) -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = []
     for path in expand_data_paths(data_path):
         for k, rec in enumerate(iter_json_list(path)):
-            where = f"{path}: record {k}"
-            check_tools(require(rec, "tools", list, where), where)
-            require(rec, "instruction", str, where)
-            conv = require(rec, "conversations", list, where)
-            for j, turn in enumerate(conv):
-                require(turn, "from", str, f"{where}: conversations[{j}]")
-                require(turn, "value", str, f"{where}: conversations[{j}]")
-            records.append(rec)
+            records.append(check_stage2(rec, f"{path}: record {k}"))
             if 0 < limit <= len(records):
                 return records
     return records

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import transformers
 from transformers import HfArgumentParser, Trainer
+from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from glpft.data import (
@@ -54,60 +55,16 @@ from glpft.data import (
 )
 from glpft.dist import is_rank0, world
 from glpft.formats import FormatError, read_json
-from glpft.lora import DTYPES, LoraArguments, is_adapter_dir, quantization_config, wrap_lora
+from glpft.lora import LoraArguments, is_adapter_dir, quantization_config, wrap_lora
 from glpft.modeling import LOAD_ERRORS, check_model_files, first_line
 from glpft.resume import args_record, plan_run, publish_checkpoint, read_state, write_args_record
+from glpft.train_args import PROG, DataArguments, ModelArguments, concise_help
 
 log = logging.getLogger("glpft.train")
-PROG = "alpha-umi train"
 
 
 class TrainError(FormatError):
     """A bad flag, model folder, config or output folder of a training job (one line, exit status 2)."""
-
-
-@dataclass
-class ModelArguments:
-    model_name_or_path: str | None = field(
-        default=None, metadata={"help": "base model folder (stage 1) or the trained backbone (stage 2)"}
-    )
-    attn_implementation: str | None = field(
-        default=None,
-        metadata={
-            "help": "sdpa, eager, flash_attention_2 … (default: flash_attention_2 when installed on GPU)"
-        },
-    )
-    model_dtype: str | None = field(
-        default=None,
-        metadata={
-            "help": "dtype the weights are loaded in: float32 (default; mixed precision comes from --bf16) "
-            "or bfloat16/float16 (default for LoRA with --bf16)",
-            "choices": DTYPES,
-        },
-    )
-
-
-@dataclass
-class DataArguments:
-    data_path: str | None = field(
-        default=None, metadata={"help": "role sample files (.json/.jsonl) or folders, comma-separated"}
-    )
-    model_max_length: int = field(default=4096, metadata={"help": "tokens per sample; longer keep their end"})
-    lazy_preprocess: bool = field(default=False, metadata={"help": "tokenise samples on first use"})
-    max_num_sample_per_data: int = field(default=0, metadata={"help": "cap on samples per file (0: all)"})
-    max_num_sample_ratio: float = field(
-        default=0.0, metadata={"help": "fraction of each file to use (0: all)"}
-    )
-    eval_ratio: float = field(
-        default=0.02, metadata={"help": "share of each file held out for evaluation (paper: 0.02)"}
-    )
-    packing: bool = field(
-        default=False, metadata={"help": "pack several samples per row (no cross attention)"}
-    )
-    pad_to_max_length: bool = field(
-        default=False, metadata={"help": "pad every sample to model_max_length (the original recipe)"}
-    )
-    pad_to_multiple_of: int | None = field(default=None, metadata={"help": "round batch widths up (e.g. 8)"})
 
 
 @dataclass
@@ -202,6 +159,27 @@ def parse_args(argv: list[str]):
     if data_args.pad_to_max_length:
         train_args.group_by_length = False  # paper parity: the original samples batches at random
     return model_args, data_args, lora_args, train_args, notes
+
+
+class LossProgress(ProgressCallback):
+    """The Trainer's progress bar (steps, elapsed, ETA) with the latest loss and learning rate in it,
+    instead of a ``{'loss': …}`` dict printed every logging step."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not (state.is_world_process_zero and self.training_bar is not None and logs):
+            return
+        shown = {
+            k: f"{logs[k]:.4g}"
+            for k in ("loss", "learning_rate", "eval_loss")
+            if isinstance(logs.get(k), float)
+        }
+        if shown:
+            self.training_bar.set_postfix(shown, refresh=False)
+        if "train_runtime" in logs:  # the end-of-training summary is worth one line
+            self.training_bar.write(
+                f"trained {state.global_step} steps in {logs['train_runtime']:.0f}s, "
+                f"train_loss {logs.get('train_loss', float('nan')):.4g}"
+            )
 
 
 class GLPFTTrainer(Trainer):
@@ -452,6 +430,9 @@ def train(model_args, data_args, lora_args, train_args) -> Path:
         data_collator=collator,
         processing_class=tokenizer,
     )
+    if not train_args.disable_tqdm:
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(LossProgress)
     if resume:
         done, total = read_state(resume)["global_step"], planned_steps(trainer)
         if done > total:
@@ -487,6 +468,11 @@ def finish(log_history: list[dict], out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "--help-all" in argv:
+        argv = ["--help"]
+    elif "-h" in argv or "--help" in argv:
+        print(concise_help())
+        return 0
     logging.basicConfig(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         level=logging.INFO if is_rank0() else logging.WARNING,

@@ -12,7 +12,7 @@ import sys
 #: subcommand → ("module", "one-line help")
 COMMANDS: dict[str, tuple[str, str]] = {
     "prepro": ("glpft.prepro", "raw ToolBench answers → stage-1/2 data and the four GLPFT role datasets"),
-    "train": ("glpft.train", "GLPFT fine-tuning of one role (full or LoRA; torchrun/DeepSpeed ready)"),
+    "train": ("glpft.train_args", "GLPFT fine-tuning of one role (full or LoRA; torchrun/DeepSpeed ready)"),
     "merge-lora": ("glpft.lora", "fold a LoRA adapter into its base model and save a full checkpoint"),
     "infer": ("glpft.infer", "static inference over gold steps → predictions.json"),
     "evaluate": ("glpft.metrics", "score predictions.json: Plan ACC, Act. EM, Hallu., Arg. F1, ROUGE-L"),

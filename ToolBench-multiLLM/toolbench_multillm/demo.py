@@ -90,7 +90,7 @@ def _train(base: str, data: Path, out: Path, epochs: float, lr: float, cfg: Demo
     train_args = train.TrainingArguments(
         output_dir=str(out), num_train_epochs=epochs, learning_rate=lr, lr_scheduler_type="cosine",
         warmup_steps=0.1, weight_decay=0.0, per_device_train_batch_size=cfg.batch_size, logging_steps=5,
-        save_strategy="no", report_to="none", seed=seed, disable_tqdm=True, use_cpu=True,
+        save_strategy="no", report_to="none", seed=seed, use_cpu=True,
     )  # fmt: skip
     train.train(
         train.ModelArguments(model_name_or_path=base),

@@ -57,6 +57,8 @@ SERVICE_ERRORS = {
 DEFAULT_TOOLBENCH_URL = "http://8.218.239.54:8080/rapidapi"
 DEFAULT_SERVER_URL = "http://127.0.0.1:8080/rapidapi"
 KEY_ENV = "TOOLBENCH_KEY"
+#: Overrides the (dead) default ToolBench service URL, e.g. for the original scripts run verbatim.
+SERVICE_URL_ENV = "TOOLBENCH_SERVICE_URL"
 BACKENDS = ("toolbench", "server")
 #: How observations are written into the agents' prompts (glpft.prompts.observation_text).
 OBSERVATION_FORMATS = OBSERVATION_STYLES
@@ -381,7 +383,7 @@ def add_env_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--service_url",
         default=None,
-        help=f"default: {DEFAULT_TOOLBENCH_URL} (toolbench), {DEFAULT_SERVER_URL} (server)",
+        help=f"default: ${SERVICE_URL_ENV} or {DEFAULT_TOOLBENCH_URL} (toolbench), {DEFAULT_SERVER_URL} (server)",
     )
     g.add_argument(
         "--toolbench_key", default=None, help=f"ToolBench key (default: ${KEY_ENV}); never written anywhere"
@@ -429,7 +431,7 @@ def make_client(
     if backend == "toolbench":
         if not key:
             raise ValueError(f"the toolbench backend needs a key: pass --toolbench_key or set ${KEY_ENV}")
-        url = url or DEFAULT_TOOLBENCH_URL
+        url = url or os.environ.get(SERVICE_URL_ENV) or DEFAULT_TOOLBENCH_URL
         rate_per_minute = 30.0 if rate_per_minute is None else rate_per_minute
     else:
         url = url or DEFAULT_SERVER_URL

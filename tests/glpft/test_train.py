@@ -249,4 +249,5 @@ def test_torchrun_two_cpu_processes_train(tiny_model_dir, tmp_path, ds):
     lrs = [h["learning_rate"] for h in state["log_history"] if "learning_rate" in h]
     assert lrs[-1] < max(lrs)  # the Trainer's cosine schedule, not a DeepSpeed one
     assert changed(weights(tiny_model_dir), weights(out))  # ZeRO-3: gathered, non-empty weights
-    assert proc.stdout.count("'loss'") + proc.stderr.count("'loss'") == 3  # logged from rank 0 only
+    out = proc.stdout + proc.stderr
+    assert "loss=" in out and out.count("trained 3 steps in") == 1  # the progress bar of rank 0 only

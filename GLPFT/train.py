@@ -1,0 +1,8 @@
+"""Drop-in for the original train.py (same flags, torchrun ready): GLPFT training, glpft.train."""
+
+import sys
+
+from glpft.compat import train_mem
+
+if __name__ == "__main__":
+    sys.exit(train_mem())
