@@ -101,16 +101,40 @@ def make_generate_fn(
     share_prefix: bool = True,
     bf16: bool = False,
     fp16: bool = False,
-    on_encoded: Callable[[str, StaticStep, P.Prompt, list[int]], None] | None = None,
+    on_encoded: Callable[[str, StaticStep, P.Prompt, int | None], None] | None = None,
+    remote: Any = None,
 ) -> GenerateFn:
     """The GenerateFn of ``backend``: tokenize, generate, decode, clean.
 
-    ``on_encoded(role, step, prompt, ids)`` sees each prompt's ids as fed to the model (prompt logs).
+    ``on_encoded(role, step, prompt, n)`` sees each prompt and the number of ids fed to the model
+    (prompt logs). ``backend="openai"`` sends the prompts to ``remote`` (a
+    :class:`glpft.remote.CompletionsBackend`) as the model named by the role's spec.
     """
     from glpft.generation import DecodingConfig, generate
     from glpft.modeling import stop_token_ids
 
+    def run_remote(role: str, steps: Sequence[StaticStep], prompts: Sequence[P.Prompt]) -> list[str]:
+        if decoding == "paper":  # the checkpoint's generation config lives on the server: HF defaults
+            config = DecodingConfig.paper(SimpleNamespace(generation_config=None), max_new_tokens, seed)
+        else:
+            config = DecodingConfig(max_new_tokens=max_new_tokens, seed=seed)
+        seeds = [seed * 1_000_003 + 4 * s.index + ROLE_SEED[role] for s in steps]
+        start = time.perf_counter()
+        outs = remote.complete(
+            models.specs[role][0], [p.text for p in prompts], max_tokens=max_new_tokens,
+            temperature=config.temperature if config.do_sample else 0.0,
+            top_p=config.top_p if config.do_sample else 1.0, top_k=config.top_k if config.do_sample else None,
+            seeds=seeds, truncate_prompt_tokens=max_input_length,
+        )  # fmt: skip
+        log.info("%s: %d samples in %.1fs (remote)", role, len(steps), time.perf_counter() - start)
+        if on_encoded is not None:
+            for step, prompt, o in zip(steps, prompts, outs):
+                on_encoded(role, step, prompt, o.prompt_tokens)
+        return [clean_generation(o.text) for o in outs]
+
     def run(role: str, steps: Sequence[StaticStep], prompts: Sequence[P.Prompt]) -> list[str]:
+        if backend == "openai":
+            return run_remote(role, steps, prompts)
         later = list(role_order[role_order.index(role) + 1 :])
         if backend == "vllm":  # vLLM loads the weights itself: only tokenizer + config here
             from transformers import GenerationConfig
@@ -129,7 +153,7 @@ def make_generate_fn(
         ids = [encode_prompt(tokenizer, p, max_input_length, truncation) for p in prompts]
         if on_encoded is not None:
             for step, prompt, x in zip(steps, prompts, ids):
-                on_encoded(role, step, prompt, x)
+                on_encoded(role, step, prompt, len(x))
         if decoding == "paper":
             config = DecodingConfig.paper(model, max_new_tokens, seed)
         else:

@@ -271,45 +271,67 @@ def _pick(logits: torch.Tensor, config: DecodingConfig, generators: list[torch.G
     return torch.cat(out)
 
 
-class _PrefixChains:
-    """Batch-size-1 KV caches, one per recent group, each holding the last prompt of its group.
+class PrefixCache:
+    """Batch-size-1 KV caches of recent prompts, reused by later prompts that start the same way.
 
-    Prompts of one trajectory share tool docs + history, so each step only prefills the tokens it does
-    not share with the group's previous prompt (the newest turns, or just the template tail when a
-    shorter step follows a longer one). At most ``max_chains`` groups are kept (least recent dropped).
+    Prompts of one trajectory share tool docs + history, so a step only prefills the tokens it does not
+    share with an earlier prompt (the newest turns, or just the template tail). Within one
+    :func:`generate` call prompts of a ``group`` extend that group's entry; an instance passed to
+    several calls (``prefix_cache=``) also serves ungrouped prompts from whichever kept prompt shares
+    the longest prefix — across the steps of a real-time query, or across requests to a server.
+    At most ``max_entries`` prompts are kept (least recently used dropped). One instance belongs to
+    one model (and one adapter): its caches hold that model's keys and values.
     """
 
-    def __init__(self, run: _Runner, enabled: bool, max_chains: int = 16):
-        self.run, self.enabled, self.max_chains = run, enabled, max_chains
-        self.chains: OrderedDict[object, tuple[object, list[int]]] = OrderedDict()
-        self.min_reuse = 0.5
+    def __init__(self, max_entries: int = 16, min_reuse: float = 0.5, enabled: bool = True):
+        self.max_entries, self.min_reuse, self.enabled = max_entries, min_reuse, enabled
+        self.entries: OrderedDict[object, tuple[object, list[int]]] = OrderedDict()
+        self._serial = 0
 
-    def extend_to(self, group: object, need: list[int]):
-        """Make the group's chain hold exactly ``need`` and return its cache."""
-        cache, ids = self.chains.pop(group, (None, []))
+    def _best(self, need: list[int]) -> tuple[object | None, int]:
+        best, best_len = None, 0
+        for key, (_, ids) in self.entries.items():
+            n = common_prefix_len(ids, need)
+            if n > best_len:
+                best, best_len = key, n
+        return best, best_len
+
+    def extend_to(self, run: _Runner, group: object | None, need: list[int]):
+        """Make one cache hold exactly ``need`` (reusing the best kept prefix) and return it."""
+        key = group
+        if self.enabled and group is None:
+            key, _ = self._best(need)
+        cache, ids = self.entries.pop(key, (None, [])) if key is not None else (None, [])
         keep = common_prefix_len(ids, need) if (self.enabled and cache is not None) else 0
         if keep < self.min_reuse * len(need):
             keep = 0  # a fresh causal prefill is cheaper than a long masked extension
+            if cache is not None and group is None:  # an unrelated prompt: keep the old entry
+                self.entries[key] = (cache, ids)
+                self.entries.move_to_end(key, last=False)
+                cache = None
         if keep == 0:
-            cache = _new_cache(self.run.model)
+            cache = _new_cache(run.model)
         elif keep < len(ids):
             _crop(cache, keep)
         if keep < len(need):
-            device = self.run.device
+            device = run.device
             tokens = torch.tensor([need[keep:]], device=device)
             pos = torch.arange(keep, len(need), device=device)[None]
-            self.run(tokens, pos, None, cache)
-            self.run.stats.prefilled_tokens += len(need) - keep
+            run(tokens, pos, None, cache)
+            run.stats.prefilled_tokens += len(need) - keep
         if self.enabled:
-            self.chains[group] = (cache, need)
-            while len(self.chains) > self.max_chains:
-                self.chains.popitem(last=False)
+            if group is None:
+                self._serial += 1
+                key = ("prompt", self._serial)
+            self.entries[key] = (cache, need)
+            while len(self.entries) > self.max_entries:
+                self.entries.popitem(last=False)
         return cache
 
 
 def _generate_batch(
     run: _Runner,
-    chains: _PrefixChains,
+    chains: PrefixCache,
     seqs: list[list[int]],
     groups: list[object],
     seeds: list[int],
@@ -331,7 +353,7 @@ def _generate_batch(
     for i in range(B):
         if lens[i] == 1:
             continue
-        layers = _layers(chains.extend_to(groups[i], seqs[i][:-1]))
+        layers = _layers(chains.extend_to(run, groups[i], seqs[i][:-1]))
         if batch_kv is None:
             batch_kv = [
                 (
@@ -419,13 +441,15 @@ def generate(
     seeds: Sequence[int] | None = None,
     stats: GenerationStats | None = None,
     progress: bool = False,
+    prefix_cache: PrefixCache | None = None,
 ) -> list[list[int]]:
     """Generated token ids for each prompt (stop token excluded), batched and KV-cached.
 
     ``groups`` marks prompts that share long prefixes (e.g. the trajectory each step comes from);
-    ``seeds`` gives each prompt its sampling seed (default: ``config.seed + index``). ``pad_id`` is
-    accepted for symmetry with ``generate_one_by_one`` but unused: no pad token is ever fed, padding
-    only exists as masked cache columns.
+    ``seeds`` gives each prompt its sampling seed (default: ``config.seed + index``). ``prefix_cache``
+    keeps prompt caches across calls (see :class:`PrefixCache`); by default one lives for this call.
+    ``pad_id`` is accepted for symmetry with ``generate_one_by_one`` but unused: no pad token is ever
+    fed, padding only exists as masked cache columns.
     """
     config = config or DecodingConfig()
     stats = stats if stats is not None else GenerationStats()
@@ -444,14 +468,17 @@ def generate(
         from tqdm import tqdm
 
         iterator = tqdm(batches, desc="generate", unit="batch")
-    chains = _PrefixChains(run, share_prefix)
+    chains = prefix_cache if prefix_cache is not None else PrefixCache(enabled=share_prefix)
     for batch in iterator:
         stats.batches += 1
         outs = _generate_batch(
             run,
             chains,
             [prompts[i] for i in batch],
-            [groups[i] if groups is not None else ("row", i) for i in batch],
+            [
+                groups[i] if groups is not None else (None if prefix_cache is not None else ("row", i))
+                for i in batch
+            ],
             [seeds[i] for i in batch],
             stop,
             config,

@@ -31,11 +31,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from glpft import prompts as P
+from glpft.chat import EndpointUnavailable
 from glpft.data import DataError
 from glpft.dist import is_rank0, world
 from glpft.engines import GenerateFn, RoleModels, make_generate_fn
 from glpft.formats import FormatError, write_text_atomic
 from glpft.modeling import ModelFolderError
+from glpft.remote import CompletionsError
 from glpft.steps import StaticStep, build_steps, prediction_string, read_test_records, route
 
 log = logging.getLogger(__name__)
@@ -97,7 +99,21 @@ class InferArguments:
     seed: int = 42
     max_new_tokens: int = 512
     prompt_prefix: bool = field(default=False, metadata={"help": 'add the training-time "system: " prefix'})
-    backend: str = field(default="hf", metadata={"help": "hf (built-in batched engine) or vllm"})
+    backend: str = field(
+        default="hf",
+        metadata={
+            "help": "hf (built-in batched engine), vllm, or openai: an OpenAI-compatible completions server "
+            "(--base_url; each --<role>_model_name_or_path is then the served model name, default the role)"
+        },
+    )
+    base_url: str | None = field(
+        default=None,
+        metadata={"help": "--backend openai: e.g. http://127.0.0.1:8000/v1 (alpha-umi serve-models, vLLM)"},
+    )
+    api_key_env: str = field(
+        default="OPENAI_API_KEY", metadata={"help": "--backend openai: env var of the key"}
+    )
+    concurrency: int = field(default=8, metadata={"help": "--backend openai: requests in flight"})
     share_prefix_cache: bool = field(
         default=True, metadata={"help": "reuse the KV cache of the prefix shared by steps of a trajectory"}
     )
@@ -138,13 +154,13 @@ class PromptLog:
     def __init__(self) -> None:
         self.rows: list[tuple[int, dict[str, Any]]] = []
 
-    def __call__(self, role: str, step: StaticStep, prompt: P.Prompt, ids: list[int]) -> None:
+    def __call__(self, role: str, step: StaticStep, prompt: P.Prompt, tokens: int | None) -> None:
         row = {
             "role": role,
             "sample": step.index,
             "trajectory": step.group,
             "text": prompt.text,
-            "tokens": len(ids),
+            "tokens": tokens,
         }
         self.rows.append((step.index, row))
 
@@ -197,13 +213,19 @@ def infer(model_args: ModelArguments, data_args: DataArguments, infer_args: Infe
         for r in roles
     }
     models = RoleModels(specs, device, dtype, model_args.attn_implementation, model_args.load_all_models)
+    remote = None
+    if infer_args.backend == "openai":
+        from glpft.remote import CompletionsBackend
+
+        key = os.environ.get(infer_args.api_key_env)
+        remote = CompletionsBackend(infer_args.base_url, key, concurrency=infer_args.concurrency)
     log_prompts = PromptLog() if infer_args.save_prompts else None
     gen = make_generate_fn(
         models, roles, backend=infer_args.backend, decoding=infer_args.decoding,
         max_new_tokens=infer_args.max_new_tokens, seed=infer_args.seed,
         max_input_length=data_args.max_input_length, truncation=data_args.truncation,
         batch_size=infer_args.per_device_eval_batch_size, share_prefix=infer_args.share_prefix_cache,
-        bf16=infer_args.bf16_full_eval, fp16=infer_args.fp16_full_eval, on_encoded=log_prompts,
+        bf16=infer_args.bf16_full_eval, fp16=infer_args.fp16_full_eval, on_encoded=log_prompts, remote=remote,
     )  # fmt: skip
     if backbone:
         for s, out in zip(mine, gen("backbone", mine, [s.prompt for s in mine]) if mine else []):
@@ -267,8 +289,18 @@ def check_args(model_args: ModelArguments, data_args: DataArguments, infer_args:
         raise InferError(f"--decoding must be greedy or paper, got {infer_args.decoding!r}")
     if data_args.truncation not in ("left", "history"):
         raise InferError(f"--truncation must be left or history, got {data_args.truncation!r}")
-    if infer_args.backend not in ("hf", "vllm"):
-        raise InferError(f"--backend must be hf or vllm, got {infer_args.backend!r}")
+    if infer_args.backend not in ("hf", "vllm", "openai"):
+        raise InferError(f"--backend must be hf, vllm or openai, got {infer_args.backend!r}")
+    if infer_args.backend == "openai":
+        if not infer_args.base_url:
+            raise InferError("--backend openai needs --base_url (e.g. http://127.0.0.1:8000/v1)")
+        if data_args.truncation != "left":
+            raise InferError(
+                "--backend openai: the server cuts prompts on the left; --truncation history needs hf"
+            )
+        for role in ("planner", "caller", "summarizer", "backbone"):
+            if getattr(model_args, f"{role}_use_lora"):
+                raise InferError(f"--backend openai: --{role}_use_lora is the server's business; drop it")
     if infer_args.backend == "vllm":
         if importlib.util.find_spec("vllm") is None:
             raise InferError("--backend vllm: vllm is not installed (pip install 'alpha-umi[vllm]')")
@@ -279,6 +311,9 @@ def check_args(model_args: ModelArguments, data_args: DataArguments, infer_args:
     roles = ["backbone"] if model_args.backbone_model_name_or_path else ["planner", "caller", "summarizer"]
     for role in roles:
         path = getattr(model_args, f"{role}_model_name_or_path")
+        if infer_args.backend == "openai":
+            setattr(model_args, f"{role}_model_name_or_path", path or role)  # the served model's name
+            continue
         if not path:
             raise InferError(f"--{role}_model_name_or_path is required")
         resolve_model_folder(path, getattr(model_args, f"{role}_use_lora"))
@@ -309,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
                 "arguments: %s", json.dumps({**asdict(model_args), **asdict(data_args), **asdict(infer_args)})
             )
         infer(model_args, data_args, infer_args)
-    except (InferError, FormatError, DataError, ModelFolderError) as e:
+    except (InferError, FormatError, DataError, ModelFolderError, EndpointUnavailable, CompletionsError) as e:
         print(f"alpha-umi infer: error: {e}", file=sys.stderr)
         return 2
     return 0

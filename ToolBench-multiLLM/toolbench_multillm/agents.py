@@ -71,6 +71,8 @@ class Task:
     query: str
     functions: list[dict[str, Any]]
     prompt_tools: list[dict[str, Any]]
+    #: turns after the last step (e.g. a user's follow-up in a chat), before the next prompt
+    turns_after: list[Turn] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,7 @@ def conversation(task: Task, steps: Sequence[Step]) -> list[Turn]:
     for step in steps:
         turns += step.action.turns
         turns.append({"from": "observation", "value": step.observation})
-    return turns
+    return turns + list(task.turns_after)
 
 
 def _complete(gen: Generator, prompt: str) -> Completion:

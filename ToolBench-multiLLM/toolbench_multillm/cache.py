@@ -1,10 +1,17 @@
-"""SQLite response cache of the tool server, and ``alpha-umi tools build-cache`` to seed it.
+"""SQLite response cache of the tool server, and ``alpha-umi tools`` to fill it or write it out.
 
     alpha-umi tools build-cache --answers data/toolbench/answer --cache tool_cache.sqlite
+    alpha-umi tools import-stb --cache-dir server/tool_response_cache --cache tool_cache.sqlite
+    alpha-umi tools export-stb --cache tool_cache.sqlite --out-dir tool_response_cache
 
-A response is keyed by (category, standardised tool, standardised API, canonical JSON of the input).
-Answer files carry no category, so seeded entries use ``""`` and every lookup with a category falls
-back to it (DESIGN §4.2). The database runs in WAL mode with one connection per thread, so the
+Two tables. ``responses`` (the project's rule) keys a response by (category, standardised tool,
+standardised API, canonical JSON of the input); answer files carry no category, so seeded entries use
+``""`` and every lookup with a category falls back to it (DESIGN §4.2). ``stb_responses`` holds
+StableToolBench's cache as it lays it out: (category folder, tool folder, api file, ``str(tool_input)``)
+→ its ``{"error", "response"}`` value, in file order (:mod:`toolbench_multillm.stb_cache` imports and
+exports it). A response that is not text keeps its JSON type: it is stored as JSON text with ``json = 1``
+and read back as the value (DESIGN §6; caches written before that column are migrated on open, or read as
+text when they cannot be written). The database runs in WAL mode with one connection per thread, so the
 server's concurrent requests read while another writes.
 
 The server's calls never raise: an input with no JSON text is a miss and is not stored, text that
@@ -16,10 +23,8 @@ missing parent folder) raises a one-line :class:`glpft.formats.FormatError` nami
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import re
 import sqlite3
 import sys
 import threading
@@ -32,12 +37,15 @@ from typing import Any
 from glpft.formats import FormatError, read_json
 from glpft.parsing import FINISH_NAME, parse_function_content
 from glpft.prompts import as_text
-from toolbench_multillm.tools import (
-    function_name,
-    pure_api_name,
-    split_function_name,
-    standardize,
+from toolbench_multillm.cache_keys import (
+    UnkeyableInput,
+    cache_key,
+    canonical_input,
+    decode_value,
+    encode_value,
+    storable,
 )
+from toolbench_multillm.tools import function_name, split_function_name
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +59,8 @@ CREATE TABLE IF NOT EXISTS responses (
     response TEXT NOT NULL,
     source TEXT NOT NULL,
     created REAL NOT NULL,
+    json INTEGER NOT NULL DEFAULT 0,
+    meta TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (category, tool, api, input)
 );
 CREATE INDEX IF NOT EXISTS responses_api ON responses (tool, api);
@@ -60,47 +70,12 @@ CREATE INDEX IF NOT EXISTS responses_api ON responses (tool, api);
 _ENV_ERRORS = ("No such function name", "request invalid", "request time out", "Timeout error")
 
 
-#: The columns of a cache's ``responses`` table (an SQLite file with another table is not a cache).
-COLUMNS = ("category", "tool", "api", "input", "error", "response", "source", "created")
+#: The columns of a cache's ``responses`` table (an SQLite file with another table is not a cache);
+#: files written before JSON-typed responses have the first eight and are migrated.
+COLUMNS = ("category", "tool", "api", "input", "error", "response", "source", "created", "json", "meta")
+OLD_COLUMNS = COLUMNS[:8]
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-
-
-class UnkeyableInput(ValueError):
-    """A tool input with no JSON text (nested too deeply, not JSON types): it cannot be a cache key."""
-
-
-def storable(text: Any) -> str:
-    """``text`` as SQLite can store it: a string, lone surrogates (not UTF-8) replaced by U+FFFD."""
-    if not isinstance(text, str):
-        text = "" if text is None else str(text)
-    return _SURROGATE.sub("\ufffd", text)
-
-
-def canonical_input(tool_input: Any) -> str:
-    """Canonical JSON of a tool input: sorted keys, no spaces, UTF-8; text that is not JSON is kept stripped.
-
-    Text that UTF-8 cannot hold (lone surrogates) is escaped (``ensure_ascii``), so the key stays
-    distinct and storable. A value with no JSON text raises :class:`UnkeyableInput`.
-    """
-    if isinstance(tool_input, str):
-        text = tool_input.strip()
-        if text == "":
-            return "{}"
-        try:
-            tool_input = json.loads(text, strict=False)
-        except (ValueError, RecursionError):  # not JSON, nested too deeply, huge integers: keyed as text
-            return json.dumps(text) if _SURROGATE.search(text) else text
-    if tool_input is None:
-        return "{}"
-    try:
-        text = json.dumps(tool_input, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        if _SURROGATE.search(text):
-            text = json.dumps(tool_input, sort_keys=True, separators=(",", ":"))
-    except (ValueError, TypeError, RecursionError) as e:
-        raise UnkeyableInput(f"tool input has no JSON text ({type(e).__name__})") from None
-    return text
 
 
 def check_cache_path(path: str) -> None:
@@ -123,16 +98,12 @@ def check_cache_path(path: str) -> None:
         raise FormatError(f"{path}: not an SQLite database", "not a cache")
 
 
-def cache_key(tool: str, api: str) -> tuple[str, str]:
-    """(tool, api) as the cache stores them: ``standardize(tool)``, ``change_name(standardize(api))``."""
-    return standardize(tool), pure_api_name(api)
-
-
 @dataclass(frozen=True)
 class CachedResponse:
     error: str
-    response: str
+    response: Any  # text, or the JSON value (object, list …) as it was cached
     source: str
+    meta: str = ""  # simulated rows: JSON {format, model, temperature, seed}
 
 
 class ResponseCache:
@@ -141,6 +112,7 @@ class ResponseCache:
     def __init__(self, path: str | os.PathLike):
         self.path = os.fspath(path)
         self._local = threading.local()
+        self._typed = True  # False: an old file that could not be migrated (responses read as text)
         check_cache_path(self.path)
         try:
             with self._conn() as conn:
@@ -150,12 +122,34 @@ class ResponseCache:
         except sqlite3.Error as e:
             self.close()
             raise FormatError(f"{self.path}: cannot open as an SQLite cache ({e})", "not a cache") from None
-        if columns not in (COLUMNS, ()):
+        if columns == OLD_COLUMNS:
+            self._migrate()
+        elif columns not in (COLUMNS, ()):
             self.close()
             raise FormatError(
                 f"{self.path}: its 'responses' table is not a tool cache (columns {', '.join(columns)})",
                 "not a cache",
             )
+
+    def _migrate(self) -> None:
+        """Add the ``json`` and ``meta`` columns to a cache written before them."""
+        try:
+            with self._conn() as conn:
+                conn.execute("ALTER TABLE responses ADD COLUMN json INTEGER NOT NULL DEFAULT 0")
+                conn.execute("ALTER TABLE responses ADD COLUMN meta TEXT NOT NULL DEFAULT ''")
+            logger.info("%s: migrated (responses may now keep their JSON type)", self.path)
+        except sqlite3.Error as e:
+            logger.warning("%s: cannot be migrated (%s); its responses are read as text", self.path, e)
+            self._typed = False
+
+    @property
+    def typed(self) -> bool:
+        """False for an old file that could not be migrated: responses are read as text, nothing is added."""
+        return self._typed
+
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection (:class:`toolbench_multillm.stb_cache.StbTable` shares the file)."""
+        return self._conn()
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -183,16 +177,17 @@ class ResponseCache:
 
     def get(self, tool: str, api: str, tool_input: Any, category: str = "") -> CachedResponse | None:
         """The cached answer, or None (also for an input with no JSON text or a failing database)."""
+        columns = "error, response, source, json, meta" if self._typed else "error, response, source, 0, ''"
         try:
             inp = canonical_input(tool_input)
             conn = self._conn()
             for cat, t, a in self._keys(storable(category), tool, api):
                 row = conn.execute(
-                    "SELECT error, response, source FROM responses WHERE category=? AND tool=? AND api=? AND input=?",
+                    f"SELECT {columns} FROM responses WHERE category=? AND tool=? AND api=? AND input=?",
                     (cat, t, a, inp),
                 ).fetchone()
                 if row is not None:
-                    return CachedResponse(*row)
+                    return CachedResponse(row[0], decode_value(row[1], row[3]), row[2], row[4])
         except UnkeyableInput:
             pass
         except (sqlite3.Error, OverflowError) as e:
@@ -205,21 +200,24 @@ class ResponseCache:
         api: str,
         tool_input: Any,
         error: str,
-        response: str,
+        response: Any,
         source: str,
         category: str = "",
         replace: bool = False,
+        meta: str = "",
     ) -> bool:
-        """Store one response; an existing entry is kept unless ``replace``. Returns whether it was written
-        (never raises: an unkeyable input or a failing database is a ``False``, the latter logged)."""
+        """Store one response (text, or any JSON value: it keeps its type); an existing entry is kept unless
+        ``replace``. Returns whether it was written (never raises: an unkeyable input or value, or a failing
+        database, is a ``False``, the latter logged)."""
         tool, api = cache_key(tool, api)
         verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
         try:
-            row = (storable(category), tool, api, canonical_input(tool_input))
-            row += (storable(error), storable(response), storable(source), time.time())
+            text, is_json = encode_value(response)
+            row = (storable(category), tool, api, canonical_input(tool_input), storable(error), text)
+            row += (storable(source), time.time(), is_json, storable(meta))
             conn = self._conn()
             with conn:
-                cur = conn.execute(f"{verb} INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+                cur = conn.execute(f"{verb} INTO responses ({', '.join(COLUMNS)}) VALUES ({_MARKS})", row)
         except UnkeyableInput:
             return False
         except (sqlite3.Error, OverflowError) as e:
@@ -227,29 +225,33 @@ class ResponseCache:
             return False
         return cur.rowcount > 0
 
-    def put_many(self, rows: list[tuple[str, str, str, Any, str, str, str]]) -> int:
+    def put_many(self, rows: list[tuple[str, str, str, Any, str, Any, str]]) -> int:
         """Insert (category, tool, api, input, error, response, source) rows in one transaction; rows whose
-        input has no JSON text are skipped. A failing database is a :class:`FormatError` naming the file."""
+        input or response has no JSON text are skipped. A failing database is a :class:`FormatError`."""
         conn = self._conn()
         now = time.time()
         values = []
         for c, t, a, i, e, r, s in rows:
             try:
-                key = canonical_input(i)
+                key, (text, is_json) = canonical_input(i), encode_value(r)
             except UnkeyableInput:
                 continue
-            values.append((storable(c), *cache_key(t, a), key, storable(e), storable(r), storable(s), now))
+            values.append(
+                (storable(c), *cache_key(t, a), key, storable(e), text, storable(s), now, is_json, "")
+            )
         try:
             with conn:
                 before = conn.total_changes
-                conn.executemany("INSERT OR IGNORE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?)", values)
+                conn.executemany(
+                    f"INSERT OR IGNORE INTO responses ({', '.join(COLUMNS)}) VALUES ({_MARKS})", values
+                )
                 return conn.total_changes - before
         except (sqlite3.Error, OverflowError) as e:
             raise FormatError(f"{self.path}: cache write failed ({e})", "cache write failed") from None
 
     def examples(self, tool: str, api: str, limit: int = 5) -> list[tuple[str, str, str]]:
-        """Up to ``limit`` cached (input, error, response) of one API, error-free ones first ([] when the
-        database fails)."""
+        """Up to ``limit`` cached (input, error, response text) of one API, error-free ones first ([] when
+        the database fails)."""
         tool, api = cache_key(tool, api)
         try:
             return (
@@ -284,6 +286,14 @@ class ResponseCache:
             sql += f" LIMIT {int(limit)}"
         return self._conn().execute(sql).fetchall()
 
+    def project_rows(self) -> Iterator[tuple[str, str, str, str, str, Any, str]]:
+        """Every (category, tool, api, input, error, response, source) of the project's table, in order."""
+        columns = "category, tool, api, input, error, response, source, " + ("json" if self._typed else "0")
+        for row in self._conn().execute(
+            f"SELECT {columns} FROM responses ORDER BY category, tool, api, input"
+        ):
+            yield (*row[:5], decode_value(row[5], row[7]), row[6])
+
     def __len__(self) -> int:
         return self._conn().execute("SELECT COUNT(*) FROM responses").fetchone()[0]
 
@@ -292,6 +302,9 @@ class ResponseCache:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+_MARKS = ", ".join("?" * len(COLUMNS))
 
 
 # --- seeding from ToolBench trajectories -----------------------------------------------------
@@ -391,12 +404,33 @@ def main(argv: list[str] | None = None) -> int:
     build = sub.add_parser("build-cache", help="seed a response cache from ToolBench answer files")
     build.add_argument("--answers", required=True, help="<data>/answer (searched recursively)")
     build.add_argument("--cache", required=True, help="SQLite file (created or extended)")
+    imp = sub.add_parser("import-stb", help="add StableToolBench's tool_response_cache folder to a cache")
+    imp.add_argument(
+        "--cache-dir", "--cache_dir", dest="cache_dir", required=True, help="tool_response_cache"
+    )
+    imp.add_argument("--cache", required=True, help="SQLite file (created or extended)")
+    exp = sub.add_parser("export-stb", help="write a cache out in StableToolBench's folder layout")
+    exp.add_argument("--cache", required=True, help="SQLite file")
+    exp.add_argument(
+        "--out-dir", "--out_dir", dest="out_dir", required=True, help="folder (merged if present)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
-        counts = build_cache(args.answers, args.cache)
+        if args.command == "build-cache":
+            counts = build_cache(args.answers, args.cache)
+        else:
+            from toolbench_multillm import stb_cache
+
+            if args.command == "import-stb":
+                counts = stb_cache.import_stb(args.cache_dir, args.cache)
+            else:
+                counts = stb_cache.export_stb(args.cache, args.out_dir)
     except (FileNotFoundError, FormatError) as e:
-        print(f"alpha-umi tools: {e}", file=sys.stderr)
+        print(f"alpha-umi tools {args.command}: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a folder or file that cannot be written (permissions, a full disk …)
+        print(f"alpha-umi tools {args.command}: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
         return 2
     width = max(map(len, counts))
     for key, value in counts.items():

@@ -18,6 +18,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("glpft.metrics", "score predictions.json: Plan ACC, Act. EM, Hallu., Arg. F1, ROUGE-L"),
     "tools": ("toolbench_multillm.cache", "tool-response cache: `tools build-cache` from ToolBench answers"),
     "serve-tools": ("toolbench_multillm.server", "serve tool calls from a cache (FastAPI)"),
+    "serve-models": (
+        "glpft.serve_models",
+        "OpenAI-compatible completions for the roles (one base + LoRA adapters)",
+    ),
+    "serve-agent": ("toolbench_multillm.agent_server", "α-UMi as an OpenAI tool-calling chat endpoint"),
     "run-queries": ("toolbench_multillm.run_queries", "real-time agent with CoT or DFSDT"),
     "tooleval": ("toolbench_multillm.tooleval", "ToolEval: convert answers, pass rate, win rate, report"),
     "demo": ("toolbench_multillm.demo", "the whole α-UMi chain on a CPU in minutes, no downloads"),

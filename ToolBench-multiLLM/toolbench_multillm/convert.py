@@ -7,7 +7,9 @@ Converted file: ``{query_id: {query, available_tools, answer: {method, total_ste
 answer_details}}}`` where ``answer_details`` is one nested chain ``[{"role", "message", "next": [child]}]``.
 Answer files that run-queries marks with ``answer_generation.infrastructure_error`` (made while the tool
 backend failed) are skipped and counted, never converted; bad files raise a one-line FormatError naming
-the file and the field.
+the file and the field. Where an answer file records provenance (``observation_source`` per node), the
+entry carries ``simulated_observations``: how many observations of the judged chain (of any node, for
+answers without valid data) a simulator invented — pass rates are split by it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any, TypedDict
 
 from glpft.formats import FormatError, read_json
 from glpft.parsing import ABSENT, FINISH_NAME, parse_finish
+from toolbench_multillm.sources import simulated_observations
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +43,14 @@ class ConvertedBody(TypedDict):
     answer_details: list[DetailNode]
 
 
-class ConvertedAnswer(TypedDict):
+class _ConvertedAnswer(TypedDict):
     query: str
     available_tools: list[dict]
     answer: ConvertedBody
+
+
+class ConvertedAnswer(_ConvertedAnswer, total=False):
+    simulated_observations: int  # of the judged chain; absent where the answer file records no provenance
 
 
 Step = tuple[str, Any]  # (role, message) before nesting
@@ -303,6 +310,9 @@ def convert_answers(answer_dir: str | os.PathLike, method: str) -> Conversion:
         try:
             gen, steps = answer_steps(data, str(path))
             out[qid] = _entry(gen, steps, method)
+            simulated = simulated_observations(data, gen)
+            if simulated is not None:
+                out[qid]["simulated_observations"] = simulated
             json.dumps(out[qid])  # what cannot be written must fail here, naming its file
         except (RecursionError, ValueError) as e:
             if isinstance(e, FormatError):
@@ -338,6 +348,11 @@ def read_converted(path: str | os.PathLike) -> dict[str, ConvertedAnswer]:
         if not isinstance(entry.setdefault("available_tools", []), list):
             raise FormatError(f"{at}: field 'available_tools' should be a list", "bad 'available_tools'")
         answer.setdefault("final_answer", "")
+        simulated = entry.get("simulated_observations", 0)
+        if not isinstance(simulated, int) or isinstance(simulated, bool) or simulated < 0:
+            raise FormatError(
+                f"{at}: field 'simulated_observations' should be a count", "bad 'simulated_observations'"
+            )
         level, depth = answer["answer_details"], 0
         while level:  # the chain answer_chain() walks: every first child an object, every "next" a list
             node = level[0]

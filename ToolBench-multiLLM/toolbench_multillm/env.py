@@ -121,8 +121,9 @@ class ToolBackendError(RuntimeError):
         self.status = error.status
 
 
-#: Sources a reply may name (the project's tool server adds ``"source"``; other services do not).
-SOURCES = ("local", "cache", "upstream", "simulator", "none")
+#: Sources a reply may name (the project's tool server adds ``"source"``; other services do not), besides
+#: ``simulated:<format>:<model>`` (toolbench_multillm.sources); the last three are older servers' names.
+SOURCES = ("registered", "cache-real", "upstream", "none", "local", "cache", "simulator")
 
 
 class ToolClient:
@@ -361,7 +362,12 @@ class ToolEnv:
                 raise ToolBackendError(self.client.url, e) from None
             return json.dumps({"error": str(e), "response": ""}), e.status
         source = data.get("source")
-        self.last_source = source if source in SOURCES else "upstream"
+        self.last_source = (
+            source
+            if source in SOURCES
+            or (isinstance(source, str) and source.startswith("simulated:") and len(source) <= 200)
+            else "upstream"
+        )
         # The reply's values as received: a JSON object or list response is encoded exactly once
         # (fixes: it used to be turned into text here and JSON-encoded again in the observation).
         error, response = data.get("error", ""), data.get("response", "")

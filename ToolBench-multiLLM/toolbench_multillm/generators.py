@@ -24,6 +24,10 @@ class ModelGenerator:
 
     Each prompt's sampling seed is derived from its text and how often that text was seen, so DFSDT
     siblings differ and runs are reproducible. Calls are serialised (one model, many worker threads).
+    A :class:`~glpft.generation.PrefixCache` of the last ``prefix_cache_entries`` prompts lets each
+    step prefill only what it does not share with an earlier prompt (the history grows by one step;
+    a DFSDT sibling repeats its parent's prompt); 0 turns it off. ``stats`` counts prompt tokens
+    against tokens actually prefilled.
     """
 
     def __init__(
@@ -35,8 +39,9 @@ class ModelGenerator:
         batch_size: int = 8,
         seed: int = 0,
         keep_bos: bool = False,
+        prefix_cache_entries: int = 4,
     ):
-        from glpft.generation import DecodingConfig
+        from glpft.generation import DecodingConfig, GenerationStats, PrefixCache
         from glpft.modeling import stop_token_ids
 
         self.model, self.tokenizer = model, tokenizer
@@ -47,6 +52,10 @@ class ModelGenerator:
         self.seed = seed
         self.keep_bos = keep_bos
         self.stop_ids = stop_token_ids(tokenizer, model)
+        self.prefix_cache = (
+            PrefixCache(max_entries=prefix_cache_entries) if prefix_cache_entries > 0 else None
+        )
+        self.stats = GenerationStats()
         self._seen: dict[int, int] = {}
         self._lock = threading.Lock()
 
@@ -81,6 +90,9 @@ class ModelGenerator:
                 config=self.config,
                 batch_size=self.batch_size,
                 seeds=seeds,
+                share_prefix=self.prefix_cache is not None,
+                prefix_cache=self.prefix_cache,
+                stats=self.stats,
             )
         return [
             Completion(
@@ -130,3 +142,44 @@ def load_generators(
             )
         out[role] = loaded[spec]
     return out
+
+
+class RemoteGenerator:
+    """A role model behind an OpenAI-compatible completions endpoint (``alpha-umi serve-models``,
+    vLLM, SGLang) as an agent :class:`~toolbench_multillm.agents.Generator`: the same prompts, the same
+    context cut (the server keeps the last ``context_length - max_new_tokens - 8`` ids), seeded the
+    same way as :class:`ModelGenerator`. Concurrent agents share one instance; the server batches."""
+
+    def __init__(
+        self,
+        backend: Any,
+        model: str,
+        config=None,
+        context_length: int = 4096,
+        seed: int = 0,
+    ):
+        from glpft.generation import DecodingConfig
+
+        self.backend, self.model = backend, model
+        self.config = config or DecodingConfig()
+        self.context_length, self.seed = context_length, seed
+        self._seen: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    _seed = ModelGenerator._seed
+
+    def generate(self, prompts: list[str]) -> list[Completion]:
+        c = self.config
+        with self._lock:
+            seeds = [self._seed(p) for p in prompts]
+        outs = self.backend.complete(
+            self.model,
+            prompts,
+            max_tokens=c.max_new_tokens,
+            temperature=c.temperature if c.do_sample else 0.0,
+            top_p=c.top_p if c.do_sample else 1.0,
+            top_k=c.top_k if c.do_sample else None,
+            seeds=seeds,
+            truncate_prompt_tokens=prompt_budget(self.context_length, c.max_new_tokens),
+        )
+        return [Completion(cut_eos(o.text).strip(), o.prompt_tokens, o.completion_tokens) for o in outs]

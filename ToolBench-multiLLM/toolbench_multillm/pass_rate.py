@@ -1,5 +1,7 @@
 """ToolEval pass rate of one group: each answer labelled Solved / Unsolved / Unsure, ``evaluate_times``
-times, by the LLM judge (DESIGN §4.4); and the per-query pass decisions the win rate reads back.
+times, by the LLM judge (DESIGN §4.4); the same rate split into answers with and without simulated
+observations (converted answers' ``simulated_observations``); and the per-query pass decisions the win
+rate reads back.
 
     alpha-umi tooleval pass-rate --converted_answer_path output_res/converted/alpha-umi --model_name alpha-umi \
                                  --test_ids data/toolbench/test_query_ids --save_path pass_rate_results/alpha-umi
@@ -18,9 +20,11 @@ from toolbench_multillm.labels import (
     LabelStore,
     Progress,
     answer_digest,
+    average_over_groups,
     poisoned,
     read_label_file,
     run_jobs,
+    summarise,
 )
 
 log = logging.getLogger(__name__)
@@ -96,3 +100,49 @@ def read_pass_decisions(path: Path | None) -> dict[str, bool]:
         if scores:
             out[qid] = sum(scores) / len(scores) >= 0.5
     return out
+
+
+#: The parts of a group split by provenance: answers whose judged chain holds simulated observations,
+#: answers without any, and answers whose files record no provenance (made by other tools or older runs).
+SIMULATION_SPLIT = ("with_simulated", "without_simulated", "unknown_provenance")
+
+
+def split_by_simulation(answers: dict[str, ConvertedAnswer], ids: list[str]) -> dict[str, list[str]]:
+    """``ids`` by :data:`SIMULATION_SPLIT` (an id without an answer has unknown provenance)."""
+    parts: dict[str, list[str]] = {name: [] for name in SIMULATION_SPLIT}
+    for qid in ids:
+        n = (answers.get(qid) or {}).get("simulated_observations")
+        parts[
+            "unknown_provenance" if n is None else "with_simulated" if n > 0 else "without_simulated"
+        ].append(qid)
+    return parts
+
+
+def summarise_by_simulation(
+    store: LabelStore, answers: dict[str, ConvertedAnswer], ids: list[str], evaluate_times: int
+) -> dict:
+    """The group's pass rate over each part of :func:`split_by_simulation` (``summarise`` of those ids)."""
+    return {
+        name: summarise(store, part, evaluate_times)
+        for name, part in split_by_simulation(answers, ids).items()
+    }
+
+
+def average_by_simulation(groups: dict[str, dict]) -> dict:
+    """The Average column of each part (groups without a ``by_simulation`` split are left out)."""
+    return {
+        name: average_over_groups(
+            {g: s["by_simulation"][name] for g, s in groups.items() if "by_simulation" in s}
+        )
+        for name in SIMULATION_SPLIT
+    }
+
+
+def simulation_lines(group: dict) -> list[str]:
+    """Printed lines under a group's pass rate: its rate with and without simulated observations."""
+    lines = []
+    for name, part in group.get("by_simulation", {}).items():
+        if part["n_queries"]:
+            cell = "–" if part["mean"] is None else f"{part['mean']:.1f} ± {part['std']:.1f}"
+            lines.append(f"    {name.replace('_', ' '):<20} {cell:>14}  n={part['n_queries']}")
+    return lines

@@ -5,7 +5,8 @@
     serve(ServerConfig(cache=ResponseCache("tool_cache.sqlite"), registry=registry))
 
 A request can only select a function the operator registered; :meth:`ToolRegistry.call` turns the
-tool input into keyword arguments and the function's result (or failure) into ``(error, response)``.
+tool input into keyword arguments and the function's result (or failure) into ``(error, response)``; a
+result that is a JSON object or list stays one (the server answers it as such, DESIGN §6).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from toolbench_multillm.cache import cache_key
+from toolbench_multillm.cache_keys import cache_key
 from toolbench_multillm.tools import standardize
 
 
@@ -32,8 +33,8 @@ class ToolRegistry:
 
     Registered by the operator (``registry.register("weather", "get_weather", fn)`` or the
     ``@registry.tool(...)`` decorator); a request can only pick one of them. The function is called
-    with the tool input's keys as keyword arguments; a ``{"error", "response"}`` dict of strings is
-    passed through as the answer, any other non-string result is JSON-encoded.
+    with the tool input's keys as keyword arguments; a ``{"error": str, "response": …}`` dict is passed
+    through as the answer; an object or list result is the response as it is, another value its JSON text.
     """
 
     def __init__(self) -> None:
@@ -65,7 +66,7 @@ class ToolRegistry:
         return len(self._tools)
 
     @staticmethod
-    def call(local: LocalTool, tool_input: Any) -> tuple[str, str]:
+    def call(local: LocalTool, tool_input: Any) -> tuple[str, Any]:
         """(error, response) of one call; bad input, the tool's own exceptions and a result with no JSON
         text become the error text (never raises)."""
         args = tool_input
@@ -85,12 +86,20 @@ class ToolRegistry:
         if (
             isinstance(result, dict)
             and set(result) == {"error", "response"}
-            and all(isinstance(v, str) for v in result.values())
+            and isinstance(result["error"], str)
         ):
-            return result["error"], result["response"]  # a tool that answers in ToolBench's own shape
+            error, result = result["error"], result["response"]  # a tool answering in ToolBench's own shape
+        else:
+            error = ""
         if isinstance(result, str):
-            return "", result
+            return error, result
         try:
-            return "", json.dumps(result, ensure_ascii=False)
+            text = json.dumps(result, ensure_ascii=False)
         except (ValueError, TypeError, RecursionError) as e:
             return f"tool result is not JSON-serialisable ({type(e).__name__})", ""
+        return error, result if isinstance(result, (dict, list)) else text
+        try:
+            json.dumps(result, ensure_ascii=False)
+        except (ValueError, TypeError, RecursionError) as e:
+            return f"tool result is not JSON-serialisable ({type(e).__name__})", ""
+        return error, result

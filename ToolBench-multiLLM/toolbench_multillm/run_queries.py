@@ -29,89 +29,20 @@ from typing import Any
 
 from glpft.chat import EndpointUnavailable, public_url
 from glpft.formats import FormatError, read_json, write_json_atomic, write_text_atomic
-from glpft.prompts import AGENT_ROLES, TRAIN_PREFIX, get_template
+from glpft.remote import CompletionsError
 from toolbench_multillm import env as envmod
-from toolbench_multillm.agents import AlphaUmiAgent, BackboneAgent, OpenAIAgent, Task
+from toolbench_multillm.agent_setup import add_agent_args, build_agent
+from toolbench_multillm.agents import Task
 from toolbench_multillm.env import ToolBackendError
-from toolbench_multillm.generators import load_generators
 from toolbench_multillm.search import Agent, Environment, Limits, Search, parse_method
 from toolbench_multillm.tools import build_toolset, load_queries
 
 log = logging.getLogger(__name__)
 
-BACKBONES = ("collab_agent_v3", "backbone", "openai_function")
-
-
-def str2bool(text: str) -> bool:
-    """The paper's boolean flags take values (``--planner_use_lora False``)."""
-    return str(text).lower() in ("true", "t", "1", "yes", "y")
-
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="alpha-umi run-queries", description=__doc__.split("\n")[0])
-    g = p.add_argument_group("agent")
-    g.add_argument(
-        "--backbone_model",
-        default="collab_agent_v3",
-        help=" | ".join(BACKBONES) + " (chatgpt_function = openai_function)",
-    )
-    for role in AGENT_ROLES:
-        g.add_argument(f"--{role}_model_path", default="")
-        g.add_argument(f"--{role}_use_lora", type=str2bool, default=False)
-        g.add_argument(
-            f"--{role}_device", default=None, help="e.g. cuda:1 or cpu (overrides --device/--use_multi_gpu)"
-        )
-    g.add_argument("--planner_prompt_type", default="toolbench_planner")
-    g.add_argument("--caller_prompt_type", default="toolbench_caller")
-    g.add_argument("--summarizer_prompt_type", default="toolbench_summarizer")
-    g.add_argument("--model_path", default="", help="the single model of --backbone_model backbone")
-    g.add_argument("--lora", action="store_true", help="--model_path … with the adapter at --lora_path")
-    g.add_argument("--lora_path", default="")
-    g.add_argument("--user_agent_collab", default="true", help="accepted for compatibility; ignored")
-    g.add_argument(
-        "--prompt_prefix",
-        choices=("paper", "train"),
-        default="paper",
-        help="paper: no 'system: ' prefix (as the original agent); train: as in training",
-    )
-    g = p.add_argument_group("models and decoding")
-    g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N: where all roles go")
-    g.add_argument(
-        "--use_multi_gpu",
-        type=str2bool,
-        default=False,
-        help="one GPU per role: planner cuda:0, caller cuda:1, summarizer cuda:2",
-    )
-    g.add_argument(
-        "--dtype",
-        choices=("auto", "bf16", "fp16", "fp32"),
-        default="auto",
-        help="auto: bf16 on GPU, fp32 on CPU",
-    )
-    g.add_argument(
-        "--decoding",
-        choices=("paper", "greedy"),
-        default="paper",
-        help="paper: sampling at --temperature (DFSDT siblings need it)",
-    )
-    g.add_argument("--temperature", type=float, default=0.5)
-    g.add_argument("--max_new_tokens", type=int, default=512)
-    g.add_argument(
-        "--context_length",
-        type=int,
-        default=4096,
-        help="prompt + generation; longer prompts keep their last context_length - max_new_tokens - 8 ids",
-    )
-    g.add_argument(
-        "--keep_bos",
-        action="store_true",
-        help="keep BOS when a prompt is cut to the context (the original cuts it like any other id)",
-    )
-    g.add_argument("--seed", type=int, default=0)
-    g = p.add_argument_group("OpenAI-compatible agent")
-    g.add_argument("--openai_base_url", default="http://127.0.0.1:8000/v1")
-    g.add_argument("--openai_model", default="gpt-3.5-turbo-16k-0613")
-    g.add_argument("--openai_key", default=None, help="default: $OPENAI_API_KEY; never written anywhere")
+    add_agent_args(p)
     g = p.add_argument_group("queries and search")
     g.add_argument("--input_query_file", required=True)
     g.add_argument(
@@ -147,89 +78,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def role_devices(args: argparse.Namespace, n_gpus: int) -> dict[str, str]:
-    """Device of each role: explicit ``--<role>_device``, else one GPU per role, else ``--device``."""
-    device = args.device
-    if device == "auto":
-        device = "cuda:0" if n_gpus else "cpu"
-    elif device == "cuda":
-        device = "cuda:0"
-    out = {}
-    for i, role in enumerate(AGENT_ROLES):
-        explicit = getattr(args, f"{role}_device", None)
-        if explicit:
-            out[role] = explicit
-        elif args.use_multi_gpu and n_gpus and device != "cpu":
-            out[role] = f"cuda:{i % n_gpus}"
-        else:
-            out[role] = device
-    return out
-
-
-def decoding_config(args: argparse.Namespace):
-    from glpft.generation import DecodingConfig
-
-    if args.decoding == "greedy":
-        return DecodingConfig(max_new_tokens=args.max_new_tokens, seed=args.seed)
-    # paper parity: the original agent sampled at temperature 0.5, no top-k/top-p
-    return DecodingConfig(
-        max_new_tokens=args.max_new_tokens, do_sample=True, temperature=args.temperature, seed=args.seed
-    )
-
-
-def _generators(specs: dict[str, tuple[str, bool, str]], args: argparse.Namespace):
-    return load_generators(
-        specs, decoding_config(args), args.dtype, args.context_length, args.seed, args.keep_bos
-    )
-
-
-def build_agent(args: argparse.Namespace) -> Any:
-    backbone = {"chatgpt_function": "openai_function"}.get(args.backbone_model, args.backbone_model)
-    if backbone not in BACKBONES:
-        raise ValueError(
-            f"unknown --backbone_model {args.backbone_model!r}; choose one of {', '.join(BACKBONES)}"
-        )
-    if backbone == "openai_function":
-        key = args.openai_key or os.environ.get("OPENAI_API_KEY")
-        return OpenAIAgent(
-            args.openai_base_url,
-            args.openai_model,
-            key,
-            temperature=0.0 if args.decoding == "greedy" else args.temperature,
-        )
-    import torch
-
-    n_gpus = torch.cuda.device_count()
-    devices = role_devices(args, n_gpus)
-    prefix = TRAIN_PREFIX if args.prompt_prefix == "train" else ""
-    if backbone == "backbone":
-        path = args.lora_path if args.lora else args.model_path
-        if not path:
-            raise ValueError("--backbone_model backbone needs --model_path (or --lora --lora_path)")
-        gens = _generators({"backbone": (path, bool(args.lora), devices["planner"])}, args)
-        return BackboneAgent(gens["backbone"], prefix=prefix)
-    specs = {}
-    for role in AGENT_ROLES:
-        path = getattr(args, f"{role}_model_path")
-        if not path:
-            raise ValueError(f"collab_agent_v3 needs --{role}_model_path")
-        specs[role] = (path, getattr(args, f"{role}_use_lora"), devices[role])
-    templates = {
-        "planner": args.planner_prompt_type,
-        "caller": args.caller_prompt_type,
-        "summarizer": args.summarizer_prompt_type,
-    }
-    for role, name in templates.items():
-        try:
-            get_template(name)
-        except ValueError as e:
-            raise ValueError(f"--{role}_prompt_type: {e}") from None
-    gens = _generators(specs, args)
-    return AlphaUmiAgent(
-        gens["planner"], gens["caller"], gens["summarizer"], prefix=prefix, templates=templates
-    )
-
-
 # --- many queries --------------------------------------------------------------------------------
 
 
@@ -242,7 +90,7 @@ def prompts_path(out_dir: str | os.PathLike, query_id: Any, method: str) -> Path
 
 
 #: Failures of the backends an answer rests on (tools, chat model): the query is not answered.
-INFRASTRUCTURE_ERRORS = (ToolBackendError, EndpointUnavailable)
+INFRASTRUCTURE_ERRORS = (ToolBackendError, EndpointUnavailable, CompletionsError)
 
 
 @dataclass

@@ -13,7 +13,8 @@
 
 Scores: Solved = 1, Unsure = 0.5, Unsolved = 0 (win: candidate preferred = 1, tie = 0.5). A group's rate is
 the mean over queries for each repeat; we report mean ± population std over the ``evaluate_times``
-repeats, in percent, and the average over groups. Labels are saved (JSON + TSV, atomically) after every
+repeats, in percent, and the average over groups. Pass rates are also split into answers with and
+without simulated observations (``by_simulation`` in the summary; ``convert`` records them). Labels are saved (JSON + TSV, atomically) after every
 judged answer, so an interrupted run resumes without asking the judge again; progress lines
 (``G1_instruction: 12/40 labels``) and the judge's retries are shown on stderr.
 
@@ -49,7 +50,13 @@ from toolbench_multillm.labels import (
     average_over_groups,
     summarise,
 )
-from toolbench_multillm.pass_rate import pass_rate_group, read_pass_decisions
+from toolbench_multillm.pass_rate import (
+    average_by_simulation,
+    pass_rate_group,
+    read_pass_decisions,
+    simulation_lines,
+    summarise_by_simulation,
+)
 from toolbench_multillm.report import format_cell, load_summaries, render_chart, render_table
 from toolbench_multillm.win_rate import win_rate_group
 
@@ -237,6 +244,8 @@ def _finish(
     args: argparse.Namespace, summary: dict, path: Path, judge: Judge, skipped: dict[str, str]
 ) -> int:
     summary["average"] = average_over_groups(summary["groups"])
+    if summary["metric"] == "pass_rate":
+        summary["average_by_simulation"] = average_by_simulation(summary["groups"])
     summary["judge_requests"] = judge.requests
     if skipped:
         summary["skipped_groups"] = skipped
@@ -244,9 +253,16 @@ def _finish(
     print(f"\n{summary['metric']} of {summary['model']} (mean ± std over {args.evaluate_times} repeats, %):")
     for group, g in summary["groups"].items():
         print(f"  {group:<16} {format_cell(summary, group):>14}  n={g['n_queries']}  {g['labels']}")
+        for line in simulation_lines(g):
+            print(line)
     for group, why in skipped.items():
         print(f"  {group:<16} {'skipped':>14}  {why}")
     print(f"  {'Average':<16} {format_cell(summary, None):>14}")
+    for name, avg in summary.get("average_by_simulation", {}).items():
+        if avg.get("mean") is not None:
+            print(
+                f"    {name.replace('_', ' '):<20} {avg['mean']:>6.1f} ± {avg['std']:.1f}  ({avg['groups']} groups)"
+            )
     malformed = sum(g["decided_by"].get("malformed", 0) for g in summary["groups"].values())
     if malformed:
         print(f"  warning: {malformed} judge replies stayed malformed after retries (counted as Unsure/tie)")
@@ -295,6 +311,12 @@ def cmd_convert(args: argparse.Namespace) -> int:
         )
     write_json_atomic(out, conv.answers)
     print(f"converted {len(conv.answers)} answers → {out}")
+    counts = [e.get("simulated_observations") for e in conv.answers.values()]
+    simulated, unknown = sum(1 for n in counts if n), counts.count(None)
+    print(
+        f"{simulated} of them hold simulated observations (pass rates are also reported without them)"
+        + (f"; {unknown} record no provenance" if unknown else "")
+    )
     return 0
 
 
@@ -325,6 +347,9 @@ def cmd_pass_rate(args: argparse.Namespace) -> int:
             if not _judged(job, save):
                 return 1
             summary["groups"][g.name] = summarise(g.store, g.ids, args.evaluate_times)
+            summary["groups"][g.name]["by_simulation"] = summarise_by_simulation(
+                g.store, g.answers[0], g.ids, args.evaluate_times
+            )
         return _finish(args, summary, save / f"{model}_pass_rate_summary.json", judge, skipped)
 
 

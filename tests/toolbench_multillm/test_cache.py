@@ -263,3 +263,16 @@ def test_calls_from_answer_skips_what_has_no_expected_shape():
         }
     }
     assert list(calls_from_answer(answer)) == [("t", "a", '{"k": 1}', "", "ok")]
+
+
+def test_responses_keep_their_json_type_and_text_stays_text(tmp_path):
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    assert cache.put("t", "a", "{}", "", {"temp": 21, "days": [1, 2]}, "upstream")
+    assert cache.put("t", "b", "{}", "", '{"temp": 21}', "upstream")  # JSON *text* is text
+    assert cache.put("t", "c", "{}", "", ["\ud800 odd"], "upstream")  # stored escaped, read back exactly
+    assert cache.get("t", "a", "{}").response == {"temp": 21, "days": [1, 2]}
+    assert cache.get("t", "b", "{}").response == '{"temp": 21}'
+    assert cache.get("t", "c", "{}").response == ["\ud800 odd"]
+    assert not cache.put("t", "d", "{}", "", {1, 2}, "upstream")  # no JSON text: not stored
+    rows = sqlite3.connect(tmp_path / "c.sqlite").execute("SELECT api, json FROM responses ORDER BY api")
+    assert list(rows) == [("a", 1), ("b", 0), ("c", 1)]

@@ -9,15 +9,15 @@ from toolbench_multillm.registry import ToolRegistry
 from toolbench_multillm.server import ServerConfig, create_app
 
 
-def test_call_turns_tool_input_into_keyword_arguments_and_results_into_text():
+def test_call_turns_tool_input_into_keyword_arguments_and_keeps_object_results_as_values():
     registry = ToolRegistry()
     registry.register("My Tool", "Echo", lambda **kw: kw)
     registry.register("My Tool", "Text", lambda: "plain text")
     echo, text = registry.get("my_tool", "echo"), registry.get("My Tool", "Text")
     assert echo is not None and text is not None and len(registry) == 2
-    assert ToolRegistry.call(echo, '{"q": "é"}') == ("", '{"q": "é"}')
-    assert ToolRegistry.call(echo, {"n": 1}) == ("", '{"n": 1}')
-    assert ToolRegistry.call(echo, "") == ("", "{}")
+    assert ToolRegistry.call(echo, '{"q": "é"}') == ("", {"q": "é"})
+    assert ToolRegistry.call(echo, {"n": 1}) == ("", {"n": 1})
+    assert ToolRegistry.call(echo, "") == ("", {})
     assert ToolRegistry.call(text, "{}") == ("", "plain text")
     assert ToolRegistry.call(echo, "{oops") == ("invalid tool input: not JSON", "")
     assert ToolRegistry.call(echo, "[1]") == ("invalid tool input: expected a JSON object", "")
@@ -39,7 +39,7 @@ def test_registered_python_tools_are_served_and_their_failures_are_answers(seede
             "/virtual",
             json={"tool_name": "weather", "api_name": "get_weather", "tool_input": '{"city": "Paris"}'},
         )
-        assert ok.json() == {"error": "", "response": '{"city": "Paris", "temp": 21}', "source": "local"}
+        assert ok.json() == {"error": "", "response": {"city": "Paris", "temp": 21}, "source": "registered"}
         assert (
             "KeyError"
             in c.post(
@@ -67,7 +67,7 @@ def test_registered_python_tools_are_served_and_their_failures_are_answers(seede
             .json()["response"]
             .startswith("[{")
         )
-        assert c.get("/stats").json()["by_source"]["local"] == 3
+        assert c.get("/stats").json()["by_source"]["registered"] == 3
 
 
 def test_registered_tool_answering_in_toolbench_shape_keeps_its_error_field(seeded_cache_file):
@@ -79,7 +79,11 @@ def test_registered_tool_answering_in_toolbench_shape_keeps_its_error_field(seed
         r = c.post(
             "/virtual", json={"tool_name": "shop", "api_name": "get_item", "tool_input": {"item_id": "x"}}
         )
-        assert r.json() == {"error": "unknown id", "response": "{'message': 'unknown id'}", "source": "local"}
+        assert r.json() == {
+            "error": "unknown id",
+            "response": "{'message': 'unknown id'}",
+            "source": "registered",
+        }
 
 
 def test_hostile_inputs_and_results_become_error_text_never_exceptions():

@@ -232,7 +232,8 @@ def test_run_queries_main_wires_models_tools_env_and_search(reference_dir, tiny_
 
 
 def test_role_devices_one_per_role_all_on_one_or_cpu():
-    from toolbench_multillm.run_queries import build_parser, role_devices
+    from toolbench_multillm.agent_setup import role_devices
+    from toolbench_multillm.run_queries import build_parser
 
     base = ["--input_query_file", "q.json", "--output_answer_file", "out"]
     parse = build_parser().parse_args
@@ -468,7 +469,7 @@ def test_a_tool_server_killed_mid_run_leaves_no_answer_resting_on_it(tmp_path):
         path = answer_path(tmp_path / "out", i, "CoT@1")
         if i < 3:
             gen = json.loads(path.read_text())["answer_generation"]
-            assert gen["valid_data"] and gen["observation_sources"] == {"environment": 1, "local": 1}
+            assert gen["valid_data"] and gen["observation_sources"] == {"environment": 1, "registered": 1}
         elif i < 6:
             gen = json.loads(path.read_text())["answer_generation"]
             assert not gen["valid_data"] and gen["infrastructure_error"]

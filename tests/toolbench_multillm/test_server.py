@@ -66,7 +66,7 @@ def test_replaying_gold_trajectories_returns_the_recorded_observations(client, a
     tool_client = E.make_client("server", url="http://testserver/rapidapi", key=SECRET, http_client=client)
     assert replay(answers_dir, tool_client) >= 15
     stats = client.get("/stats").json()
-    assert stats["misses"] == 0 and stats["by_source"]["cache"] >= 15
+    assert stats["misses"] == 0 and stats["by_source"]["cache-real"] >= 15
 
 
 def test_alpha_umi_observation_is_the_json_encoded_response(client):
@@ -237,16 +237,15 @@ def test_upstream_answers_misses_and_real_answers_are_cached(tmp_path):
             "tool_input": '{"city": "Paris"}',
             "toolbench_key": "",
         }
-        for source in ("upstream", "cache"):
+        for source in ("upstream", "cache-real"):
             r = c.post("/rapidapi", json=payload)
             assert r.json() == {"error": "", "response": "real answer", "source": source}
             assert SECRET not in r.text
         assert len(seen) == 1 and seen[0]["toolbench_key"] == SECRET
         assert c.get("/stats").json()["by_source"] == {
-            "local": 0,
-            "cache": 1,
+            "registered": 0,
+            "cache-real": 1,
             "upstream": 1,
-            "simulator": 0,
             "none": 0,
         }
     assert cache.get("weather", "get_weather", {"city": "Paris"}, "Data").source == "upstream"
@@ -283,12 +282,12 @@ def test_every_answer_names_its_source(seeded_cache_file, tmp_path):
     )
     config = ServerConfig(cache=ResponseCache(path), registry=registry, simulator=simulator)
     cases = [
-        ({"tool_name": "local_tool", "api_name": "ping"}, 200, "local"),
-        ({"tool_name": "transitaires", "api_name": "transitaires", "tool_input": "{}"}, 200, "cache"),
+        ({"tool_name": "local_tool", "api_name": "ping"}, 200, "registered"),
+        ({"tool_name": "transitaires", "api_name": "transitaires", "tool_input": "{}"}, 200, "cache-real"),
         (
             {"tool_name": "transitaires", "api_name": "transitaire", "tool_input": {"is_id": "NEW"}},
             200,
-            "simulator",
+            "simulated:project:m",
         ),
         ({"tool_name": "no_such_tool", "api_name": "a"}, 404, "none"),
     ]
@@ -306,7 +305,9 @@ def test_every_answer_names_its_source(seeded_cache_file, tmp_path):
         assert none["source"] == "none" and none["error"].startswith("no cached response for other/now")
         assert "upstream failed: request invalid, data error. status_code=404: no such API" in none["error"]
         assert "source" not in c.post("/rapidapi", content=b"{").json()  # a refused request is no answer
-        assert c.get("/stats").json()["by_source"] == {s: 1 for s in SOURCES} | {"none": 2}
+        stats = c.get("/stats").json()
+        assert stats["by_source"] == {s: 1 for s in SOURCES} | {"none": 2, "simulated:project:m": 1}
+        assert stats["simulator"] is None  # switched off above
 
 
 @pytest.mark.parametrize("server_key", [SECRET, None], ids=["server-key", "forwarded-request-key"])
@@ -359,9 +360,9 @@ def test_upstream_replies_deep_huge_or_of_the_wrong_type_are_served_as_text_or_r
         answers = {api: r.json() for api, r in answers.items()}
         for api in ("deep", "huge_int", "not_json", "list"):
             assert answers[api]["source"] == "none" and "upstream failed" in answers[api]["error"]
-        assert answers["types"] == {
+        assert answers["types"] == {  # an object response stays one (DESIGN §6); an error is text
             "error": '{"code": 1}',
-            "response": '{"a": [1, null]}',
+            "response": {"a": [1, None]},
             "source": "upstream",
         }
         assert answers["surrogates"]["response"] == "a\ufffdb"

@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient
 from toolbench_multillm import env as E
 from toolbench_multillm.cache import ResponseCache
 from toolbench_multillm.registry import ToolRegistry
-from toolbench_multillm.server import SOURCES, ServerConfig, create_app
+from toolbench_multillm.server import ServerConfig, create_app, is_source
 from toolbench_multillm.simulator import Simulator
 
 SECRET = "fuzz-server-key-314"
@@ -203,9 +203,10 @@ def check_answer(status: int, text: str) -> None:
     assert status < 500, text[:300]
     assert SECRET not in text and REQUEST_KEY not in text and "pw-fuzz" not in text
     data = json.loads(text)
-    assert isinstance(data["error"], str) and isinstance(data["response"], str)
+    # a response is text, or a JSON object or list served as one (DESIGN §6)
+    assert isinstance(data["error"], str) and isinstance(data["response"], (str, dict, list))
     if status in (200, 404):
-        assert data["source"] in SOURCES
+        assert is_source(data["source"]), data["source"]
     else:
         assert status in (400, 413) and data["error"] and data["response"] == ""
 
@@ -255,22 +256,25 @@ def test_hostile_backend_replies_are_served_as_text_or_reported(cache_copy):
             assert r.status_code == 200
             data = r.json()
             seen_sources.add(data["source"])
-            assert len(data["response"]) <= config.max_response_chars + 3
+            resp = data["response"]
+            shown = resp if isinstance(resp, str) else json.dumps(resp, ensure_ascii=False)
+            assert len(shown) <= config.max_response_chars + 3
             if data["source"] == "none":
                 assert data["error"].startswith("no cached response for transitaires/transitaire")
         for api in ("echo", "set", "surrogate"):
             r = c.post("/virtual", json={"tool_name": "echo", "api_name": api, "tool_input": {"a": "é"}})
             check_answer(r.status_code, r.text)
-            assert r.json()["source"] == "local"
+            assert r.json()["source"] == "registered"
         assert (
             "not JSON-serialisable" in c.post("/virtual", json={"tool_name": "echo", "api_name": "set"}).text
         )
         assert c.get("/health").json()["status"] == "ok"
-    assert {"upstream", "simulator", "none"} <= seen_sources
+    assert {"upstream", "simulated:project:sim", "none"} <= seen_sources
     cache = ResponseCache(cache_copy)
     for _, tool, api, inp in cache.keys():
         hit = cache.get(tool, api, inp)
-        assert hit is not None and "\ud800" not in hit.response and SECRET not in hit.error + hit.response
+        text = hit.response if isinstance(hit.response, str) else json.dumps(hit.response, ensure_ascii=False)
+        assert hit is not None and "\ud800" not in text and SECRET not in hit.error + text
 
 
 # --- a real uvicorn server, one keep-alive connection ------------------------------------------

@@ -60,13 +60,24 @@ def test_simulator_answers_known_apis_with_validated_json_and_is_cached(seeded_c
     cache_path.write_bytes(seeded_cache_file.read_bytes())
     with TestClient(create_app(ServerConfig(cache=ResponseCache(cache_path), simulator=sim))) as c:
         payload = {"tool_name": "transitaires", "api_name": "transitaire", "tool_input": '{"is_id": "NEW"}'}
-        assert c.post("/rapidapi", json=payload).json() == {
+        assert c.post("/rapidapi", json=payload).json() == {  # an object response stays one
             "error": "",
-            "response": '{"id": "SIM"}',
-            "source": "simulator",
+            "response": {"id": "SIM"},
+            "source": "simulated:project:sim-model",
         }
-        assert c.post("/rapidapi", json=payload).json()["response"] == '{"id": "SIM"}'
-        assert c.get("/stats").json()["by_source"]["simulator"] == 1
+        again = c.post("/rapidapi", json=payload).json()  # from the cache, still named simulated
+        assert again == {"error": "", "response": {"id": "SIM"}, "source": "simulated:project:sim-model"}
+        stats = c.get("/stats").json()
+        assert stats["by_source"]["simulated:project:sim-model"] == 2 and stats["hits"] == 1
+        assert stats["simulator"] == {
+            "format": "project",
+            "model": "sim-model",
+            "temperature": 0.0,
+            "seed": None,
+            "base_url": "http://llm.test/v1",
+        }
+    hit = ResponseCache(cache_path).get("transitaires", "transitaire", '{"is_id": "NEW"}')
+    assert hit.source == "simulated:project:sim-model" and json.loads(hit.meta)["format"] == "project"
     assert len(prompts) == 2 and "Example response" in prompts[0] and '"is_id":"NEW"' in prompts[0]
     assert parse_simulated('{"error": ""}') is None and parse_simulated("[]") is None
 
@@ -95,7 +106,7 @@ def test_dead_or_refusing_simulator_falls_through_to_no_cached_response(
         r = c.post("/rapidapi", json=KNOWN_CALL)
         assert r.status_code == 200 and r.json() == NO_CACHED
         by_source = c.get("/stats").json()["by_source"]
-        assert by_source["simulator"] == 0 and by_source["none"] == 1
+        assert by_source["simulated:project:sim-model"] == 0 and by_source["none"] == 1
     assert seen == [f"Bearer {SECRET}"] * attempts  # a few short retries, then give up
     assert "simulator" in caplog.text and SECRET not in caplog.text and SECRET not in repr(sim)
 
@@ -178,7 +189,7 @@ def test_tool_docs_are_loaded_by_standardised_name_and_shown_to_the_simulator(tm
         assert c.post("/rapidapi", json=call).json() == {
             "error": "",
             "response": "sunny",
-            "source": "simulator",
+            "source": "simulated:project:sim-model",
         }
         unknown = c.post("/rapidapi", json={"tool_name": "weather_api", "api_name": "other"})
         assert unknown.status_code == 404
@@ -227,7 +238,8 @@ def test_simulated_values_of_any_type_or_with_lone_surrogates_are_served_as_clea
     config = ServerConfig(cache=ResponseCache(cache_path), simulator=sim, max_response_chars=1000)
     with TestClient(create_app(config)) as c:
         answers = [c.post("/rapidapi", json={**KNOWN_CALL, "tool_input": {"n": i}}).json() for i in range(3)]
-    assert answers[0] == {"error": "", "response": "bad \ufffd text", "source": "simulator"}
+    assert answers[0] == {"error": "", "response": "bad \ufffd text", "source": "simulated:project:sim-model"}
+    # an object nested past MAX_RESPONSE_DEPTH is served as its JSON text
     assert answers[1]["error"] == '{"code": 3}' and answers[1]["response"].startswith('{"deep": [[[')
     assert answers[2]["response"] == "z" * 1000 + "..."
     assert (
