@@ -177,12 +177,49 @@ def request_params(grammar_text: str, server: str, *, legacy_vllm: bool = False)
     raise ValueError(f"structured decoding: server {server!r} is not supported (known: vllm, sglang)")
 
 
+class Grammar(str):
+    """Grammar text (a plain ``str`` to servers and caches) with how a local decoding loop closes it
+    when the token budget runs out (:meth:`Constrainer.mask` with ``remaining``).
+
+    ``reserve``: once a row has at most this many tokens left and its text is not yet a sentence,
+    closing starts; ``tail``: grammar text that must follow from then on (the planner's markers: the
+    thought so far stays, a marker ends it); ``close_json``: from then on the row takes, among the
+    tokens its grammar allows, the first of :data:`CLOSERS` (a string is closed, then the object),
+    so an output cut by ``max_new_tokens`` is still a whole call. A server has no such hook: it gets
+    the text and ``max_tokens``.
+    """
+
+    reserve: int = 0
+    tail: str | None = None
+    close_json: bool = False
+
+    @classmethod
+    def closing(cls, text: str, reserve: int, tail: str | None = None, close_json: bool = False) -> Grammar:
+        g = cls(text)
+        g.reserve, g.tail, g.close_json = reserve, tail, close_json
+        return g
+
+
+#: Characters a closing JSON row prefers, in order, where no text is forced: end the string, the
+#: object, the array; then separate, or start the shortest value (number, empty object/array,
+#: boolean, null).
+CLOSERS = ('"', "}", "]", ":", ",", "0", "{", "[", "t", "f", "n")
+
+
+def _int32_bit(bit: int) -> int:
+    """``1 << bit`` as a signed int32 word (bit 31 is the sign bit)."""
+    return (1 << bit) - (1 << 32) if bit == 31 else 1 << bit
+
+
 class RowState:
     """The grammar state of one generated sequence; made by :meth:`Constrainer.row`."""
 
-    def __init__(self, constrainer: Constrainer, matcher: Any):
+    def __init__(self, constrainer: Constrainer, matcher: Any, policy: Grammar | None = None):
         self._con = constrainer
         self.matcher = matcher
+        self.policy = policy
+        #: the budget ran low and the row is being closed (see :class:`Grammar`)
+        self.closing = False
         #: tokens at which the mask moved this row's argmax (the constraint changed the output)
         self.changed_tokens = 0
         #: tokens :meth:`accept` refused (picked without the mask, or after the row was done)
@@ -208,6 +245,14 @@ class RowState:
             self._con.mask(logits, [self])
         else:
             raise ValueError(f"RowState.mask: logits of shape {tuple(logits.shape)} need an index")
+
+    def start_closing(self) -> None:
+        """Close this row from now on (its :class:`Grammar` policy); a no-op without one."""
+        if self.closing or self.policy is None:
+            return
+        self.closing = True
+        if self.policy.tail is not None:
+            self.matcher = self._con._xgr.GrammarMatcher(self._con.compile(self.policy.tail))
 
     def accept(self, token_id: int) -> bool:
         """Advance by one generated token; ``False`` (state unchanged) when the grammar forbids it."""
@@ -264,6 +309,15 @@ class Constrainer:
         )
         self.compiled = self.cache_hits = 0
         self.changed_tokens = self.changed_rows = self.masked_tokens = 0
+        #: rows that ran low on budget and were closed by their policy
+        self.closed_rows = 0
+        # single-token spellings of CLOSERS, in priority order (a tokenizer may lack some)
+        decoded = self.info.decoded_vocab
+        self._piece_ids: dict[bytes, int] = {}
+        for i, piece in enumerate(decoded[: self.vocab_size]):
+            if piece and i not in self.stop_ids:
+                self._piece_ids.setdefault(piece, i)
+        self.closer_ids = [self._piece_ids[c.encode()] for c in CLOSERS if c.encode() in self._piece_ids]
 
     def compile(self, grammar_text: str) -> Any:
         """The compiled grammar of ``grammar_text`` (xgrammar ``CompiledGrammar``), cached by text."""
@@ -280,17 +334,40 @@ class Constrainer:
         return compiled
 
     def row(self, grammar_text: str | None) -> RowState | None:
-        """A fresh grammar state for one sequence; ``None`` (an unconstrained row) for no grammar."""
+        """A fresh grammar state for one sequence; ``None`` (an unconstrained row) for no grammar.
+        A :class:`Grammar` brings its closing policy."""
         if grammar_text is None:
             return None
-        return RowState(self, self._xgr.GrammarMatcher(self.compile(grammar_text)))
+        policy = grammar_text if isinstance(grammar_text, Grammar) else None
+        return RowState(self, self._xgr.GrammarMatcher(self.compile(grammar_text)), policy)
 
-    def mask(self, logits: torch.Tensor, rows: Sequence[RowState | None]) -> None:
+    def _closing_token(self, row: RowState, words: Any) -> int | None:
+        """The token a closing JSON row takes: the longest allowed one along the text its grammar
+        forces (a tool name, a key), else the first allowed of :data:`CLOSERS`, else None (the
+        model picks among the allowed)."""
+
+        def allowed(t: int) -> bool:
+            return bool((int(words[t >> 5]) >> (t & 31)) & 1)
+
+        forced = row.matcher.find_jump_forward_string().encode()
+        for n in range(min(len(forced), 48), 0, -1):
+            t = self._piece_ids.get(forced[:n])
+            if t is not None and allowed(t):
+                return t
+        return next((t for t in self.closer_ids if allowed(t)), None)
+
+    def mask(
+        self,
+        logits: torch.Tensor,
+        rows: Sequence[RowState | None],
+        remaining: Sequence[int] | None = None,
+    ) -> None:
         """Set disallowed logits to −inf in place, row ``i`` of ``logits`` [B, V] by ``rows[i]``.
 
         Rows that are ``None`` or done are untouched. One bitmask is filled (a row whose grammar is
         complete allows only the stop ids) and applied in one call; the bitmask follows ``logits``'
-        device.
+        device. ``remaining[i]``: tokens row ``i`` may still generate (this one included); a row whose
+        :class:`Grammar` reserve it reaches starts closing.
         """
         if logits.dim() != 2 or logits.shape[0] != len(rows):
             raise ValueError(f"Constrainer.mask: logits {tuple(logits.shape)} for {len(rows)} rows")
@@ -302,6 +379,17 @@ class Constrainer:
         active = [i for i, r in enumerate(rows) if r is not None and not r.done]
         if not active:
             return
+        if remaining is not None:
+            for i in active:
+                row = rows[i]
+                if (
+                    row.policy is not None
+                    and not row.closing
+                    and not row.complete
+                    and remaining[i] <= row.policy.reserve
+                ):
+                    row.start_closing()
+                    self.closed_rows += 1
         if self._bitmask.shape[0] < len(rows):
             self._bitmask = self._xgr.allocate_token_bitmask(len(rows), self.vocab_size)
         bitmask = self._bitmask[: len(rows)]
@@ -313,6 +401,13 @@ class Constrainer:
         # the mask moves a row's argmax iff it forbids the unmasked argmax (ties go to the lowest id
         # either way): one bit lookup per row instead of a second argmax over the vocabulary
         words = bitmask.numpy()
+        for i in active:
+            row = rows[i]
+            if row.closing and row.policy.close_json and not row.complete:
+                pick = self._closing_token(row, words[i])
+                if pick is not None:  # a closing row takes that one token: a one-bit mask
+                    bitmask[i] = 0
+                    bitmask[i, pick >> 5] = _int32_bit(pick & 31)
         top = logits.argmax(dim=-1).tolist()
         if logits.device != bitmask.device:
             bitmask = bitmask.to(logits.device, non_blocking=True)
@@ -324,3 +419,78 @@ class Constrainer:
                     self.changed_rows += 1
                 rows[i].changed_tokens += 1
                 self.changed_tokens += 1
+
+
+_TEXT_COMPILER: Any = None
+_TEXT_GRAMMARS: OrderedDict[str, Any] = OrderedDict()
+
+
+def allows_prefix(grammar_text: str, text: str) -> bool:
+    """Whether ``text`` is a prefix of some sentence of the grammar (a cut output still fits; text the
+    grammar forbids does not) — checked on characters, with no tokenizer."""
+    import xgrammar as xgr
+
+    global _TEXT_COMPILER
+    if _TEXT_COMPILER is None:
+        _TEXT_COMPILER = xgr.GrammarCompiler(xgr.TokenizerInfo([]), cache_enabled=False)
+    compiled = _TEXT_GRAMMARS.get(grammar_text)
+    if compiled is None:
+        compiled = _TEXT_COMPILER.compile_grammar(grammar_text)
+        _TEXT_GRAMMARS[grammar_text] = compiled
+        if len(_TEXT_GRAMMARS) > 64:
+            _TEXT_GRAMMARS.popitem(last=False)
+    else:
+        _TEXT_GRAMMARS.move_to_end(grammar_text)
+    return bool(xgr.GrammarMatcher(compiled).accept_string(text)) if text else True
+
+
+#: ``--constrained_decoding``: off (paper parity), the caller only, or the caller and the planner.
+CONSTRAINT_MODES = ("off", "caller", "all")
+#: Servers whose structured-output parameters :func:`request_params` knows.
+SERVERS = ("serve-models", "vllm", "vllm-legacy", "sglang")
+
+
+#: Tokens a closing caller keeps: enough to end a string, the object and a few nested values.
+CALLER_RESERVE = 12
+
+
+def role_grammar(
+    mode: str,
+    role: str,
+    tools: Sequence[Mapping[str, Any]],
+    required: Mapping[str, Sequence[str]] | None = None,
+) -> Grammar | None:
+    """The grammar of one ``role`` output under ``mode`` (None: unconstrained), with its closing policy.
+
+    The caller's takes ToolBench's reality into account: keys in any order, ``integer`` inputs as any
+    number (real calls pass floats); ``required`` (tool name → input keys, where the tool docs say)
+    must be present, and each one reserves room to be written when the budget runs low. The
+    planner's thought is bounded by the token budget, not a character count (slow to mask): the last
+    tokens are kept for a marker (:class:`Grammar`).
+    """
+    if mode not in CONSTRAINT_MODES:
+        raise ValueError(f"constrained decoding must be one of {CONSTRAINT_MODES}, not {mode!r}")
+    if role == "caller" and mode in ("caller", "all"):
+        required = {k: list(v) for k, v in (required or {}).items() if v}
+        text = caller_grammar(tools, required, any_order=True, integer_as_number=True)
+        # room for a key that is being written when closing starts, and for the required ones
+        key = max((len(k) for t in tools for k in (t.get("input") or {})), default=0)
+        keys = max((sum(len(k) + 6 for k in ks) for ks in required.values()), default=0)
+        return Grammar.closing(text, CALLER_RESERVE + min(key, 64) + keys, close_json=True)
+    if role == "planner" and mode == "all":
+        markers = " | ".join(_ebnf_literal(" " + m) for m in (NEXT_CALLER, NEXT_CONCLUSION, NEXT_GIVE_UP))
+        # worst case a marker is spelled a character per token, then the stop token
+        longest = max(len(" " + m) for m in (NEXT_CALLER, NEXT_CONCLUSION, NEXT_GIVE_UP))
+        return Grammar.closing(planner_grammar(None), longest + 1, tail=f"root ::= ({markers})\n")
+    return None
+
+
+def server_params(grammar: str, server: str) -> dict[str, Any]:
+    """:func:`request_params` by server name (``serve-models`` accepts vLLM's current spelling)."""
+    if server not in SERVERS:
+        raise ValueError(f"unknown server {server!r} for structured outputs; known: {', '.join(SERVERS)}")
+    if server == "serve-models":
+        return request_params(grammar, "vllm")
+    if server == "vllm-legacy":
+        return request_params(grammar, "vllm", legacy_vllm=True)
+    return request_params(grammar, server)

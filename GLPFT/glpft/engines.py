@@ -103,13 +103,28 @@ def make_generate_fn(
     fp16: bool = False,
     on_encoded: Callable[[str, StaticStep, P.Prompt, int | None], None] | None = None,
     remote: Any = None,
+    constrained: str = "off",
+    server: str = "serve-models",
 ) -> GenerateFn:
     """The GenerateFn of ``backend``: tokenize, generate, decode, clean.
 
     ``on_encoded(role, step, prompt, n)`` sees each prompt and the number of ids fed to the model
     (prompt logs). ``backend="openai"`` sends the prompts to ``remote`` (a
-    :class:`glpft.remote.CompletionsBackend`) as the model named by the role's spec.
+    :class:`glpft.remote.CompletionsBackend`) as the model named by the role's spec. ``constrained``
+    (off / caller / all) constrains the caller (and the planner) by their grammars
+    (:mod:`glpft.constraints`), in the engine or as ``server``'s structured-output fields; the returned
+    function's ``changed`` counts, per role, the outputs the constraint changed (engine only).
     """
+    from collections import Counter
+
+    from glpft import constraints as C
+
+    constrainers: dict[int, Any] = {}
+
+    def grammars(role: str, steps: Sequence[StaticStep]) -> list[str | None] | None:
+        gs = [C.role_grammar(constrained, role, s.tools) for s in steps]
+        return gs if any(g is not None for g in gs) else None
+
     from glpft.generation import DecodingConfig, generate
     from glpft.modeling import stop_token_ids
 
@@ -119,14 +134,17 @@ def make_generate_fn(
         else:
             config = DecodingConfig(max_new_tokens=max_new_tokens, seed=seed)
         seeds = [seed * 1_000_003 + 4 * s.index + ROLE_SEED[role] for s in steps]
+        gs = grammars(role, steps)
         start = time.perf_counter()
         outs = remote.complete(
             models.specs[role][0], [p.text for p in prompts], max_tokens=max_new_tokens,
             temperature=config.temperature if config.do_sample else 0.0,
             top_p=config.top_p if config.do_sample else 1.0, top_k=config.top_k if config.do_sample else None,
-            seeds=seeds, truncate_prompt_tokens=max_input_length,
+            seeds=seeds, truncate_prompt_tokens=max_input_length, grammars=gs, server=server,
         )  # fmt: skip
         log.info("%s: %d samples in %.1fs (remote)", role, len(steps), time.perf_counter() - start)
+        if gs:
+            run.constrained[role] += sum(g is not None for g in gs)
         if on_encoded is not None:
             for step, prompt, o in zip(steps, prompts, outs):
                 on_encoded(role, step, prompt, o.prompt_tokens)
@@ -166,14 +184,26 @@ def make_generate_fn(
             path = models.specs[role][0]
             outs = _vllm_generate(path, ids, config, seeds, stop, seed, bf16, fp16)
         else:
+            gs = grammars(role, steps)
+            con = None
+            if gs:
+                if id(tokenizer) not in constrainers:
+                    width = model.get_output_embeddings().weight.shape[0]
+                    constrainers[id(tokenizer)] = C.Constrainer(tokenizer, stop, vocab_size=width)
+                con = constrainers[id(tokenizer)]
+                before = con.changed_rows
             outs = generate(
                 model, ids, stop_ids=stop, pad_id=tokenizer.pad_token_id, config=config,
                 batch_size=batch_size, groups=[s.group for s in steps],
-                share_prefix=share_prefix, seeds=seeds, progress=is_rank0(),
+                share_prefix=share_prefix, seeds=seeds, progress=is_rank0(), grammars=gs, constrainer=con,
             )  # fmt: skip
+            if con is not None:
+                run.changed[role] += con.changed_rows - before
+                run.constrained[role] += sum(g is not None for g in gs)
         log.info("%s: %d samples in %.1fs", role, len(steps), time.perf_counter() - start)
         return [clean_generation(tokenizer.decode(o, skip_special_tokens=True)) for o in outs]
 
+    run.changed, run.constrained = Counter(), Counter()
     return run
 
 

@@ -337,6 +337,8 @@ def _generate_batch(
     seeds: list[int],
     stop_ids: set[int],
     config: DecodingConfig,
+    constrainer=None,
+    grammars: list[str | None] | None = None,
 ) -> list[list[int]]:
     device = run.device
     B = len(seqs)
@@ -398,12 +400,18 @@ def _generate_batch(
     if config.do_sample:
         generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
     active = list(range(B))
+    rows = [constrainer.row(g) for g in grammars] if constrainer is not None and grammars else None
     while True:
+        if rows is not None:  # each row its own grammar state (glpft.constraints), masked in place
+            left = [config.max_new_tokens - len(out[r]) for r in active]
+            constrainer.mask(logits, [rows[r] for r in active], left)
         tok = _pick(logits, config, [generators[r] for r in active] if generators else [])
         tok_list = tok.tolist()
         keep = []
         for k, row in enumerate(active):
             t = tok_list[k]
+            if rows is not None and rows[row] is not None:
+                rows[row].accept(t)
             if t in stop_ids:
                 continue
             out[row].append(t)
@@ -442,14 +450,18 @@ def generate(
     stats: GenerationStats | None = None,
     progress: bool = False,
     prefix_cache: PrefixCache | None = None,
+    grammars: Sequence[str | None] | None = None,
+    constrainer=None,
 ) -> list[list[int]]:
     """Generated token ids for each prompt (stop token excluded), batched and KV-cached.
 
     ``groups`` marks prompts that share long prefixes (e.g. the trajectory each step comes from);
     ``seeds`` gives each prompt its sampling seed (default: ``config.seed + index``). ``prefix_cache``
     keeps prompt caches across calls (see :class:`PrefixCache`); by default one lives for this call.
-    ``pad_id`` is accepted for symmetry with ``generate_one_by_one`` but unused: no pad token is ever
-    fed, padding only exists as masked cache columns.
+    ``grammars`` (one EBNF text or None per prompt) constrain decoding through ``constrainer`` (a
+    :class:`glpft.constraints.Constrainer` of this tokenizer). ``pad_id`` is accepted for symmetry with
+    ``generate_one_by_one`` but unused: no pad token is ever fed, padding only exists as masked cache
+    columns.
     """
     config = config or DecodingConfig()
     stats = stats if stats is not None else GenerationStats()
@@ -482,6 +494,8 @@ def generate(
             [seeds[i] for i in batch],
             stop,
             config,
+            constrainer,
+            [grammars[i] for i in batch] if grammars is not None else None,
         )
         for i, o in zip(batch, outs):
             results[i] = o

@@ -114,6 +114,19 @@ class InferArguments:
         default="OPENAI_API_KEY", metadata={"help": "--backend openai: env var of the key"}
     )
     concurrency: int = field(default=8, metadata={"help": "--backend openai: requests in flight"})
+    constrained_decoding: str = field(
+        default="off",
+        metadata={
+            "help": "off (paper parity), caller (an offered tool and JSON arguments of its parameters), or "
+            "all (also the planner: exactly one Next: marker)"
+        },
+    )
+    structured_outputs: str = field(
+        default="serve-models",
+        metadata={
+            "help": "--backend openai: the server's grammar field: serve-models, vllm, vllm-legacy, sglang"
+        },
+    )
     share_prefix_cache: bool = field(
         default=True, metadata={"help": "reuse the KV cache of the prefix shared by steps of a trajectory"}
     )
@@ -226,6 +239,7 @@ def infer(model_args: ModelArguments, data_args: DataArguments, infer_args: Infe
         max_input_length=data_args.max_input_length, truncation=data_args.truncation,
         batch_size=infer_args.per_device_eval_batch_size, share_prefix=infer_args.share_prefix_cache,
         bf16=infer_args.bf16_full_eval, fp16=infer_args.fp16_full_eval, on_encoded=log_prompts, remote=remote,
+        constrained=infer_args.constrained_decoding, server=infer_args.structured_outputs,
     )  # fmt: skip
     if backbone:
         for s, out in zip(mine, gen("backbone", mine, [s.prompt for s in mine]) if mine else []):
@@ -238,6 +252,14 @@ def infer(model_args: ModelArguments, data_args: DataArguments, infer_args: Infe
             for k in ("caller", "give up", "conclusion")
         }
     prompt_rows = log_prompts.rows if log_prompts else []
+    if infer_args.constrained_decoding != "off" and w.is_main:
+        changed = ", ".join(
+            f"{role} {gen.changed[role] if infer_args.backend == 'hf' else '?'}/{n}"
+            for role, n in gen.constrained.items()
+        )
+        print(
+            f"constrained decoding ({infer_args.constrained_decoding}): outputs the grammar changed: {changed or 'none'}"
+        )
     del models
     elapsed = time.perf_counter() - start
 
@@ -289,6 +311,19 @@ def check_args(model_args: ModelArguments, data_args: DataArguments, infer_args:
         raise InferError(f"--decoding must be greedy or paper, got {infer_args.decoding!r}")
     if data_args.truncation not in ("left", "history"):
         raise InferError(f"--truncation must be left or history, got {data_args.truncation!r}")
+    from glpft.constraints import CONSTRAINT_MODES, SERVERS
+
+    if infer_args.constrained_decoding not in CONSTRAINT_MODES:
+        raise InferError(f"--constrained_decoding must be one of {', '.join(CONSTRAINT_MODES)}")
+    if infer_args.structured_outputs not in SERVERS:
+        raise InferError(f"--structured_outputs must be one of {', '.join(SERVERS)}")
+    if infer_args.constrained_decoding != "off":
+        if infer_args.backend == "vllm":
+            raise InferError(
+                "--constrained_decoding with --backend vllm: serve with vLLM and use --backend openai"
+            )
+        if model_args.backbone_model_name_or_path:
+            raise InferError("--constrained_decoding constrains the α-UMi caller and planner, not a backbone")
     if infer_args.backend not in ("hf", "vllm", "openai"):
         raise InferError(f"--backend must be hf, vllm or openai, got {infer_args.backend!r}")
     if infer_args.backend == "openai":

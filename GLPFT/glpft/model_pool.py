@@ -68,6 +68,7 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     n: int = 1
     truncate_prompt_tokens: int | None = None
+    grammar: str | None = None  # an EBNF text constraining every completion (glpft.constraints)
 
     def decoding(self) -> DecodingConfig:
         if self.temperature <= 0:
@@ -108,8 +109,18 @@ class ServedModel:
 
     def __post_init__(self):
         self.stop_ids = stop_token_ids(self.tokenizer, self.model)
+        self._constrainer = None
         max_pos = getattr(self.model.config, "max_position_embeddings", None)
         self.max_positions = int(max_pos) if max_pos else None
+
+    def constrainer(self):
+        """This model's grammar constrainer (built on first use: xgrammar compiles per tokenizer)."""
+        if self._constrainer is None:
+            from glpft.constraints import Constrainer
+
+            width = self.model.get_output_embeddings().weight.shape[0]
+            self._constrainer = Constrainer(self.tokenizer, self.stop_ids, vocab_size=width)
+        return self._constrainer
 
     @contextmanager
     def active(self):
@@ -407,6 +418,8 @@ class ModelPool:
                     share_prefix=served.prefix_cache is not None,
                     prefix_cache=served.prefix_cache,
                     stats=served.stats,
+                    grammars=[params.grammar] * len(rows) if params.grammar else None,
+                    constrainer=served.constrainer() if params.grammar else None,
                 )
             with self._tok_lock:
                 texts = [served.tokenizer.decode(o, skip_special_tokens=True) for o in outs]

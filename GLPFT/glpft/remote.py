@@ -36,6 +36,10 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+class StructuredOutputsIgnored(CompletionsError):
+    """A constrained request came back with text its grammar forbids: the server ignored the field."""
+
+
 class CompletionsBackend:
     """Sends prompts to ``<base_url>/completions``; one request per prompt, ``concurrency`` at a time."""
 
@@ -93,9 +97,18 @@ class CompletionsBackend:
         top_k: int | None = None,
         seeds: Sequence[int] | None = None,
         truncate_prompt_tokens: int | None = None,
+        grammars: Sequence[str | None] | None = None,
+        server: str = "serve-models",
     ) -> list[RemoteCompletion]:
-        """One completion per prompt (greedy at ``temperature`` 0); raises :class:`EndpointUnavailable`
-        or :class:`CompletionsError` — a result resting on a failed server is not a result."""
+        """One completion per prompt (greedy at ``temperature`` 0). ``grammars`` (one EBNF text or None
+        per prompt) are sent in ``server``'s structured-output fields
+        (:func:`glpft.constraints.server_params`), and every constrained text is checked against its
+        grammar: a server that ignored the field raises :class:`StructuredOutputsIgnored`. Raises
+        :class:`EndpointUnavailable` or :class:`CompletionsError` — a result resting on a failed
+        server is not a result."""
+        from glpft.constraints import allows_prefix, server_params
+
+        extra = [server_params(g, server) if g else None for g in grammars] if grammars else None
         params: dict[str, Any] = {"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p}
         if top_k is not None and top_k > 0:
             params["top_k"] = top_k
@@ -103,13 +116,32 @@ class CompletionsBackend:
             params["truncate_prompt_tokens"] = truncate_prompt_tokens
 
         def ask(i: int) -> RemoteCompletion:
-            extra = {"seed": seeds[i]} if seeds is not None and temperature > 0 else {}
-            return self.one(model, prompts[i], **params, **extra)
+            more = {"seed": seeds[i]} if seeds is not None and temperature > 0 else {}
+            if extra is not None and extra[i]:
+                more.update(extra[i])
+            return self.one(model, prompts[i], **params, **more)
 
         if len(prompts) <= 1:
-            return [ask(i) for i in range(len(prompts))]
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(prompts))) as pool:
-            return list(pool.map(ask, range(len(prompts))))
+            outs = [ask(i) for i in range(len(prompts))]
+        else:
+            with ThreadPoolExecutor(max_workers=min(self.concurrency, len(prompts))) as pool:
+                outs = list(pool.map(ask, range(len(prompts))))
+        for g, o in zip(grammars or (), outs):
+            if g and not allows_prefix(g, o.text):
+                field = ", ".join(server_params(g, server))
+                raise StructuredOutputsIgnored(
+                    f"{self.client.public_url}: model {model!r} answered text its grammar forbids "
+                    f"({o.text[:60]!r}…): the server ignored the structured-output field {field} "
+                    f"(--structured_outputs {server}); pick the value for this server (vllm, vllm-legacy, "
+                    "sglang, serve-models) or one that supports grammars"
+                )
+        return outs
 
 
-__all__ = ["CompletionsBackend", "CompletionsError", "EndpointUnavailable", "RemoteCompletion"]
+__all__ = [
+    "CompletionsBackend",
+    "CompletionsError",
+    "EndpointUnavailable",
+    "RemoteCompletion",
+    "StructuredOutputsIgnored",
+]

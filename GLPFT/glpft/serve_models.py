@@ -150,6 +150,19 @@ def parse_request(body: Any) -> tuple[str, list[str], SamplingParams, bool, bool
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise RequestError(400, "'stream_options' must be an object", param="stream_options")
+    grammar = None
+    for path, value in (
+        ("structured_outputs.grammar", (body.get("structured_outputs") or {}).get("grammar")
+         if isinstance(body.get("structured_outputs"), dict) else None),
+        ("guided_grammar", body.get("guided_grammar")),
+        ("ebnf", body.get("ebnf")),
+    ):  # fmt: skip
+        if value is not None:
+            grammar = _text(value, path)
+    if body.get("structured_outputs") is not None and not isinstance(body.get("structured_outputs"), dict):
+        raise RequestError(400, "'structured_outputs' must be an object", param="structured_outputs")
+    if grammar is not None:
+        _check_grammar(grammar)
     params = SamplingParams(
         max_tokens=_int(body, "max_tokens", 16, 0),
         temperature=_number(body, "temperature", 1.0, 0.0, 100.0),
@@ -159,8 +172,20 @@ def parse_request(body: Any) -> tuple[str, list[str], SamplingParams, bool, bool
         stop=tuple(stop),
         n=n,
         truncate_prompt_tokens=_int(body, "truncate_prompt_tokens", None, 1),
+        grammar=grammar,
     )
     return model, prompts, params, bool(stream), bool((options or {}).get("include_usage"))
+
+
+def _check_grammar(grammar: str) -> None:
+    """A grammar xgrammar cannot parse is the request's fault: 400 with its first line."""
+    try:
+        import xgrammar as xgr
+
+        xgr.Grammar.from_ebnf(grammar)
+    except Exception as e:  # xgrammar raises RuntimeError/ValueError with a parse message
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise RequestError(400, f"invalid grammar: {first}", param="structured_outputs") from None
 
 
 async def _read_json(request: Request, limit: int = MAX_BODY_BYTES) -> Any:

@@ -11,6 +11,7 @@ import argparse
 import os
 from typing import Any
 
+from glpft.constraints import CONSTRAINT_MODES, SERVERS
 from glpft.prompts import AGENT_ROLES, TRAIN_PREFIX, get_template
 from toolbench_multillm.agents import AlphaUmiAgent, BackboneAgent, OpenAIAgent
 from toolbench_multillm.generators import RemoteGenerator, load_generators
@@ -83,6 +84,20 @@ def add_agent_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="keep BOS when a prompt is cut to the context (the original cuts it like any other id)",
     )
+    g.add_argument(
+        "--constrained_decoding",
+        choices=CONSTRAINT_MODES,
+        default="off",
+        help="off (paper parity); caller: an offered tool name and a JSON object of its parameters; "
+        "all: also the planner ends with exactly one Next: marker",
+    )
+    g.add_argument(
+        "--structured_outputs",
+        choices=SERVERS,
+        default="serve-models",
+        help="--model_backend openai: how the server takes a grammar (vllm: structured_outputs, "
+        "vllm-legacy: guided_grammar, sglang: ebnf)",
+    )
     g.add_argument("--seed", type=int, default=0)
     g.add_argument(
         "--model_backend",
@@ -144,7 +159,12 @@ def _generators(specs: dict[str, tuple[str, bool, str]], args: argparse.Namespac
         config = decoding_config(args)
         return {
             role: RemoteGenerator(
-                backend, getattr(args, f"{role}_served_model"), config, args.context_length, args.seed
+                backend,
+                getattr(args, f"{role}_served_model"),
+                config,
+                args.context_length,
+                args.seed,
+                server=args.structured_outputs,
             )
             for role in specs
         }
@@ -196,5 +216,10 @@ def build_agent(args: argparse.Namespace) -> Any:
             raise ValueError(f"--{role}_prompt_type: {e}") from None
     gens = _generators(specs, args)
     return AlphaUmiAgent(
-        gens["planner"], gens["caller"], gens["summarizer"], prefix=prefix, templates=templates
+        gens["planner"],
+        gens["caller"],
+        gens["summarizer"],
+        prefix=prefix,
+        templates=templates,
+        constrained=args.constrained_decoding,
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -52,10 +53,15 @@ class Completion:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     dropped_tokens: int = 0
+    changed_by_grammar: bool | None = None  # None: unconstrained, or the server does not say
 
 
 class Generator(Protocol):
-    """Text in, text out: one completion (a ``str`` or a :class:`Completion`) per prompt."""
+    """Text in, text out: one completion (a ``str`` or a :class:`Completion`) per prompt.
+
+    Generators that support constrained decoding also take ``grammars=`` (one EBNF text or None per
+    prompt, :mod:`glpft.constraints`); it is passed only when the agent constrains a role.
+    """
 
     def generate(self, prompts: list[str]) -> list[str | Completion]: ...
 
@@ -73,6 +79,31 @@ class Task:
     prompt_tools: list[dict[str, Any]]
     #: turns after the last step (e.g. a user's follow-up in a chat), before the next prompt
     turns_after: list[Turn] = field(default_factory=list)
+
+
+def required_inputs(task: Task) -> dict[str, list[str]]:
+    """Tool name → the input keys of its prompt entry that its function schema requires.
+
+    Schemas name parameters as the tool service does (``change_name(standardize(key))``), prompt
+    entries as the tool docs do; a key counts as required under either spelling.
+    """
+    from toolbench_multillm.tools import change_name, standardize
+
+    wanted: dict[str, set[str]] = {}
+    for f in task.functions:
+        params = f.get("parameters") if isinstance(f, dict) else None
+        names = params.get("required") if isinstance(params, dict) else None
+        if isinstance(f.get("name"), str) and isinstance(names, list):
+            wanted[f["name"]] = {n for n in names if isinstance(n, str)}
+    out: dict[str, list[str]] = {}
+    for entry in task.prompt_tools:
+        need = wanted.get(entry.get("Name"))
+        inputs = entry.get("input")
+        if need and isinstance(inputs, dict):
+            keys = [k for k in inputs if k in need or change_name(standardize(k)) in need]
+            if keys:
+                out[entry["Name"]] = keys
+    return out
 
 
 @dataclass(frozen=True)
@@ -118,9 +149,9 @@ def conversation(task: Task, steps: Sequence[Step]) -> list[Turn]:
     return turns + list(task.turns_after)
 
 
-def _complete(gen: Generator, prompt: str) -> Completion:
+def _complete(gen: Generator, prompt: str, grammar: str | None = None) -> Completion:
     """The generator's single completion for ``prompt``, whatever it returned (never raises on shape)."""
-    out = gen.generate([prompt])
+    out = gen.generate([prompt], grammars=[grammar]) if grammar is not None else gen.generate([prompt])
     first = out[0] if out else ""
     if isinstance(first, Completion):
         return first
@@ -130,15 +161,42 @@ def _complete(gen: Generator, prompt: str) -> Completion:
 class _Recorder:
     """Collects what one ``act`` sent and spent."""
 
-    def __init__(self) -> None:
+    def __init__(self, counts: ConstraintCounts | None = None) -> None:
         self.prompts: list[PromptRecord] = []
         self.tokens = 0
+        self.counts = counts
 
-    def ask(self, gen: Generator, role: str, prompt: str) -> str:
-        c = _complete(gen, prompt)
+    def ask(self, gen: Generator, role: str, prompt: str, grammar: str | None = None) -> str:
+        c = _complete(gen, prompt, grammar)
         self.prompts.append(PromptRecord(role, prompt, c.prompt_tokens, c.dropped_tokens))
         self.tokens += (c.prompt_tokens or 0) + (c.completion_tokens or 0)
+        if grammar is not None and self.counts is not None:
+            self.counts.add(role, c.changed_by_grammar)
         return cut_eos(c.text).strip()
+
+
+class ConstraintCounts:
+    """Per role: outputs generated under a grammar, how many it changed, how many nobody could tell
+    (a server does not report it). Thread-safe: ``--num_workers`` agents share one."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.constrained: dict[str, int] = {}
+        self.changed: dict[str, int] = {}
+        self.unknown: dict[str, int] = {}
+
+    def add(self, role: str, changed: bool | None) -> None:
+        with self._lock:
+            self.constrained[role] = self.constrained.get(role, 0) + 1
+            counter = self.unknown if changed is None else self.changed
+            counter[role] = counter.get(role, 0) + int(changed is None or changed)
+
+    def lines(self) -> list[str]:
+        out = []
+        for role, n in sorted(self.constrained.items()):
+            unknown = f" ({self.unknown[role]} not reported by the server)" if self.unknown.get(role) else ""
+            out.append(f"{role}: the grammar changed {self.changed.get(role, 0)} of {n} outputs{unknown}")
+        return out
 
 
 # --- α-UMi ------------------------------------------------------------------------------------
@@ -161,10 +219,17 @@ class AlphaUmiAgent:
         summarizer: Generator,
         prefix: str = "",
         templates: Mapping[str, str] | None = None,
+        constrained: str = "off",
     ):
+        from glpft.constraints import CONSTRAINT_MODES
+
+        if constrained not in CONSTRAINT_MODES:
+            raise ValueError(f"constrained decoding must be one of {CONSTRAINT_MODES}, not {constrained!r}")
         self.planner, self.caller, self.summarizer = planner, caller, summarizer
         self.prefix = prefix
         self.templates = dict(templates or {})
+        self.constrained = constrained
+        self.constraint_counts = ConstraintCounts()
 
     def system_prompt(self, task: Task) -> str:
         """The system message of the answer file's train_messages: the tool docs the roles see."""
@@ -178,6 +243,13 @@ class AlphaUmiAgent:
         """``user: q</s>`` then per step ``assistant: thought</s>caller: call</s>observation: obs``."""
         return history_text(conversation(task, steps))
 
+    def _grammar(self, role: str, task: Task) -> str | None:
+        if self.constrained == "off":
+            return None
+        from glpft.constraints import role_grammar
+
+        return role_grammar(self.constrained, role, task.prompt_tools, required_inputs(task))
+
     def act(self, task: Task, steps: Sequence[Step], diversity: str | None = None) -> Action:
         """The next action. ``diversity`` (DFSDT's note about earlier siblings) is ignored on purpose.
 
@@ -186,11 +258,12 @@ class AlphaUmiAgent:
         """
         history = self.history(task, steps)
         prompts = self.prompts(task)
-        rec = _Recorder()
+        rec = _Recorder(self.constraint_counts)
         planner_prompt = prompts.build("planner", history).text
+        grammar = self._grammar("planner", task)
         text = "none"
         for _ in range(PLANNER_RETRIES):
-            text = clean_generation(rec.ask(self.planner, "planner", planner_prompt))
+            text = clean_generation(rec.ask(self.planner, "planner", planner_prompt, grammar))
             if text != "none":
                 break
         # paper parity: the real-time agent appends " Next: caller." with a space
@@ -210,7 +283,7 @@ class AlphaUmiAgent:
             ("summarizer", "conclusion") if decision.next == "conclusion" else ("caller", "caller")
         )
         model = self.summarizer if role == "summarizer" else self.caller
-        output = rec.ask(model, role, prompts.build(role, history, thought).text)
+        output = rec.ask(model, role, prompts.build(role, history, thought).text, self._grammar(role, task))
         outputs[speaker] = output
         turns.append({"from": speaker, "value": output})
         # one reader for the joined step, as the original's collab_agent_parser (paper parity: a caller

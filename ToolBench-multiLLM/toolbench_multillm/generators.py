@@ -56,6 +56,7 @@ class ModelGenerator:
             PrefixCache(max_entries=prefix_cache_entries) if prefix_cache_entries > 0 else None
         )
         self.stats = GenerationStats()
+        self._constrainer = None
         self._seen: dict[int, int] = {}
         self._lock = threading.Lock()
 
@@ -75,10 +76,23 @@ class ModelGenerator:
         self._seen[digest] = n + 1
         return (self.seed * 1_000_003 + digest + n * 7919) % (2**31)
 
-    def generate(self, prompts: list[str]) -> list[Completion]:
+    def constrainer(self):
+        """The grammar constrainer of this tokenizer (built on first use)."""
+        if self._constrainer is None:
+            from glpft.constraints import Constrainer
+
+            width = self.model.get_output_embeddings().weight.shape[0]
+            self._constrainer = Constrainer(self.tokenizer, self.stop_ids, vocab_size=width)
+        return self._constrainer
+
+    def generate(self, prompts: list[str], grammars: list[str | None] | None = None) -> list[Completion]:
         from glpft.generation import generate
 
+        if grammars is not None and not any(g is not None for g in grammars):
+            grammars = None
         with self._lock:
+            con = self.constrainer() if grammars is not None else None
+            before = con.changed_rows if con is not None else 0
             full = [self.tokenizer(p).input_ids for p in prompts]
             ids = [truncate_ids(x, self.budget, self.tokenizer.bos_token_id, self.keep_bos) for x in full]
             seeds = [self._seed(p) for p in prompts]
@@ -93,15 +107,20 @@ class ModelGenerator:
                 share_prefix=self.prefix_cache is not None,
                 prefix_cache=self.prefix_cache,
                 stats=self.stats,
+                grammars=grammars,
+                constrainer=con,
             )
+            # exact for one prompt (the agents' case); for several, "some row changed"
+            changed = (con.changed_rows > before) if con is not None else None
         return [
             Completion(
                 cut_eos(self.tokenizer.decode(o, skip_special_tokens=True)).strip(),
                 prompt_tokens=len(x),
                 completion_tokens=len(o),
                 dropped_tokens=len(f) - len(x),
+                changed_by_grammar=changed if grammars is not None and grammars[k] is not None else None,
             )
-            for f, x, o in zip(full, ids, out)
+            for k, (f, x, o) in enumerate(zip(full, ids, out))
         ]
 
 
@@ -157,10 +176,11 @@ class RemoteGenerator:
         config=None,
         context_length: int = 4096,
         seed: int = 0,
+        server: str = "serve-models",
     ):
         from glpft.generation import DecodingConfig
 
-        self.backend, self.model = backend, model
+        self.backend, self.model, self.server = backend, model, server
         self.config = config or DecodingConfig()
         self.context_length, self.seed = context_length, seed
         self._seen: dict[int, int] = {}
@@ -168,7 +188,7 @@ class RemoteGenerator:
 
     _seed = ModelGenerator._seed
 
-    def generate(self, prompts: list[str]) -> list[Completion]:
+    def generate(self, prompts: list[str], grammars: list[str | None] | None = None) -> list[Completion]:
         c = self.config
         with self._lock:
             seeds = [self._seed(p) for p in prompts]
@@ -181,5 +201,7 @@ class RemoteGenerator:
             top_k=c.top_k if c.do_sample else None,
             seeds=seeds,
             truncate_prompt_tokens=prompt_budget(self.context_length, c.max_new_tokens),
+            grammars=grammars,
+            server=self.server,
         )
         return [Completion(cut_eos(o.text).strip(), o.prompt_tokens, o.completion_tokens) for o in outs]

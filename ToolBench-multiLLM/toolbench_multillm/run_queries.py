@@ -23,7 +23,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -105,9 +105,12 @@ class RunSummary:
     failed: int = 0  # an error of ours: logged, no file, redone on rerun
     not_started: int = 0  # left when the run stopped early
     stopped: str = ""  # why the run stopped early, if it did
+    constraints: list[str] = field(default_factory=list)  # what constrained decoding changed
 
     def table(self) -> str:
-        rows = [(k.replace("_", " "), v) for k, v in self.__dict__.items() if k != "stopped"]
+        rows = [
+            (k.replace("_", " "), v) for k, v in self.__dict__.items() if k not in ("stopped", "constraints")
+        ]
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k:<{width}}  {v:>6}" for k, v in rows)
 
@@ -232,6 +235,8 @@ def answer_queries(
         pool.shutdown(wait=True, cancel_futures=True)
         if bar is not None:
             bar.close()
+    counts = getattr(agent, "constraint_counts", None)
+    summary.constraints = counts.lines() if counts is not None else []
     return summary
 
 
@@ -247,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
     print(summary.table())
+    for line in summary.constraints:
+        print(f"constrained decoding ({args.constrained_decoding}): {line}")
     if summary.stopped:
         print(f"{PROG}: stopped early: {summary.stopped}", file=sys.stderr)
     if summary.failed_infrastructure:

@@ -6,6 +6,7 @@ import json
 import random
 
 import httpx
+import pytest
 
 from glpft import prompts as P
 from glpft.parsing import FINISH_NAME as FINISH
@@ -219,3 +220,58 @@ def test_openai_agent_sends_tools_and_parses_tool_calls_without_leaking_the_key(
     # the diversity note is request-only: the next request without it has no trailing user turn
     agent.act(TASK, [Step(first, "obs", 0)])
     assert seen[1][1]["messages"][-1]["role"] == "tool"
+
+
+class GrammarScripted(Scripted):
+    """A scripted generator that also records the grammars it was asked to follow."""
+
+    def __init__(self, *outputs):
+        super().__init__(*outputs)
+        self.grammars = []
+
+    def generate(self, prompts, grammars=None):
+        self.grammars.append(grammars)
+        return super().generate(prompts)
+
+
+def test_constrained_agent_passes_grammars_only_to_the_constrained_roles():
+    from glpft.constraints import role_grammar
+
+    for mode, planner_has in (("caller", False), ("all", True)):
+        planner = GrammarScripted("call it. Next: caller.")
+        caller = GrammarScripted("Action: get_weather_for_weather\nAction Input: {}")
+        agent = AlphaUmiAgent(planner, caller, GrammarScripted(), constrained=mode)
+        agent.act(TASK, [])
+        required = {"get_weather_for_weather": ["city"]}  # from the function schema
+        assert caller.grammars == [[role_grammar(mode, "caller", TOOLS, required)]]
+        assert (planner.grammars[0] is not None) == planner_has
+        assert agent.constraint_counts.constrained["caller"] == 1
+    plain = GrammarScripted("x Next: caller.")
+    AlphaUmiAgent(plain, GrammarScripted("Action: x"), GrammarScripted()).act(TASK, [])
+    assert plain.grammars == [None]  # off: generators are called exactly as before
+
+
+def test_required_inputs_come_from_the_schemas_under_either_spelling():
+    from toolbench_multillm.agents import required_inputs
+
+    assert required_inputs(TASK) == {"get_weather_for_weather": ["city"]}
+    entry = {"Name": "f", "function": "", "input": {"From City": "string", "when": "string"}}
+    schema = {"name": "f", "parameters": {"type": "object", "properties": {}, "required": ["from_city"]}}
+    assert required_inputs(Task("q", [schema], [entry])) == {"f": ["From City"]}
+    assert required_inputs(Task("q", [{"name": "f"}], [entry])) == {}  # no schema says: all optional
+
+
+@pytest.mark.slow
+def test_real_time_caller_under_its_grammar_only_calls_offered_functions(tiny_model_dir):
+    from glpft.generation import DecodingConfig
+    from glpft.modeling import load_model_and_tokenizer
+    from toolbench_multillm.generators import ModelGenerator
+
+    model, tok = load_model_and_tokenizer(tiny_model_dir)
+    gen = ModelGenerator(model, tok, DecodingConfig(max_new_tokens=48), context_length=1024)
+    agent = AlphaUmiAgent(gen, gen, gen, constrained="caller")
+    for _ in range(3):
+        action = agent.act(TASK, [])
+        assert action.name in ("get_weather_for_weather", FINISH)
+    counts = agent.constraint_counts
+    assert counts.constrained.get("caller", 0) >= 1 and counts.changed["caller"] >= 1
