@@ -20,13 +20,23 @@ from glpft.prompts import TEMPLATES
 SPECIAL = {"bos": "<s>", "eos": "</s>", "unk": "<unk>", "pad": "<pad>"}
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 1000, bos: bool = True, pad: bool = True):
+#: ``phrases`` pre-tokenisation: capitalised words, codes (P108, EUR) and numbers stand alone, so the
+#: values an agent copies between query, call, observation and answer are the same tokens everywhere
+#: (mostly one token each); everything else may merge across spaces.
+PHRASE_ISOLATE = r"[A-Z][a-z]+|[A-Z]+[0-9]+|[A-Z]{2,}|-?[0-9]+(?:\.[0-9]+)?"
+
+
+def train_tokenizer(
+    texts: Iterable[str], vocab_size: int = 1000, bos: bool = True, pad: bool = True, phrases: bool = False
+):
     """A byte-level BPE fast tokenizer with ``</s>`` as EOS (so ``</s>`` in text encodes to EOS).
 
     ``bos=False`` / ``pad=False`` build the tokenizer variants some model families ship (no BOS token,
-    no pad token), which the training and inference code must handle.
+    no pad token), which the training and inference code must handle. ``phrases=True`` lets merges
+    cross spaces (repeated boilerplate such as tool documents becomes a few tokens, about 2.5x shorter
+    prompts on the demo's data) while :data:`PHRASE_ISOLATE` pieces stay apart.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     specials = (
@@ -35,13 +45,22 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 1000, bos: bool = Tr
         + ([SPECIAL["pad"]] if pad else [])
     )
     tok = Tokenizer(models.BPE(unk_token=SPECIAL["unk"]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    if phrases:
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(Regex(PHRASE_ISOLATE), behavior="isolated"),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+            ]
+        )
+    else:
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         special_tokens=specials,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
+        **({"max_token_length": 32} if phrases else {}),
     )
     tok.train_from_iterator(list(texts) + list(TEMPLATES.values()), trainer=trainer)
     if bos:
@@ -72,6 +91,9 @@ def make_tiny_model(
     bos: bool = True,
     pad: bool = True,
     seed: int = 0,
+    phrases: bool = False,
+    intermediate_size: int | None = None,
+    tie_embeddings: bool = False,
 ) -> Path:
     """Write tokenizer + randomly initialised ``LlamaForCausalLM`` to ``out_dir`` and return it."""
     import torch
@@ -79,12 +101,12 @@ def make_tiny_model(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = train_tokenizer(texts, vocab_size=vocab_size, bos=bos, pad=pad)
+    tokenizer = train_tokenizer(texts, vocab_size=vocab_size, bos=bos, pad=pad, phrases=phrases)
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
-        intermediate_size=hidden_size * 2,
+        intermediate_size=intermediate_size or hidden_size * 2,
         num_hidden_layers=num_layers,
         num_attention_heads=num_heads,
         num_key_value_heads=num_heads,
@@ -92,7 +114,7 @@ def make_tiny_model(
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=False,
+        tie_word_embeddings=tie_embeddings,
     )
     model = LlamaForCausalLM(config)
     model.save_pretrained(out)

@@ -44,6 +44,7 @@ from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from glpft.data import (
+    IGNORE_INDEX,
     DataError,
     GLPFTCollator,
     PackedDataset,
@@ -76,6 +77,13 @@ class TrainingArguments(transformers.TrainingArguments):
     overwrite_output_dir: bool = field(
         default=False,
         metadata={"help": "train from scratch even if --output_dir holds checkpoints or a finished model"},
+    )
+    label_logits_only: bool = field(
+        default=True,
+        metadata={
+            "help": "compute the LM head only at positions that carry a label (role targets; prompts are "
+            "masked): the same loss with less time and memory; False computes logits everywhere"
+        },
     )
 
 
@@ -183,7 +191,51 @@ class LossProgress(ProgressCallback):
 
 
 class GLPFTTrainer(Trainer):
-    """Trainer whose length-grouped sampler reads the lengths our datasets already know."""
+    """Trainer whose length-grouped sampler reads the lengths our datasets already know, and whose
+    loss runs the LM head only where a label is (``--label_logits_only``)."""
+
+    _logits_to_keep: bool | None = None
+
+    def _accepts_logits_to_keep(self, model) -> bool:
+        if self._logits_to_keep is None:
+            import inspect
+
+            inner = self.accelerator.unwrap_model(model)
+            inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner
+            self._logits_to_keep = "logits_to_keep" in inspect.signature(inner.forward).parameters
+        return self._logits_to_keep
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs.get("labels")
+        if (
+            not getattr(self.args, "label_logits_only", False)
+            or return_outputs
+            or labels is None
+            or self.label_smoother is not None
+            or self.compute_loss_func is not None
+            or not self._accepts_logits_to_keep(model)
+        ):
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        import torch
+        import torch.nn.functional as F
+
+        # position t predicts token t + 1: keep the positions where any row of the batch has a label
+        shifted = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
+        keep = (shifted != IGNORE_INDEX).any(dim=0).nonzero().squeeze(-1)
+        outputs = model(**{k: v for k, v in inputs.items() if k != "labels"}, logits_to_keep=keep)
+        logits = outputs.logits.float()
+        target = shifted[:, keep].to(logits.device)
+        total = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+        )
+        # the reductions of Trainer.compute_loss: over the accumulated batch when it counts the items
+        if self.model_accepts_loss_kwargs and num_items_in_batch is not None:
+            loss = total / torch.as_tensor(num_items_in_batch, device=total.device)
+            if self.args.average_tokens_across_devices:
+                loss = loss * (self.accelerator.num_processes // self.get_tp_size())
+        else:
+            loss = total / (target != IGNORE_INDEX).sum().clamp(min=1)
+        return loss
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset

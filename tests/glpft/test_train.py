@@ -134,6 +134,45 @@ def test_a_few_steps_reduce_loss_change_weights_and_save_a_loadable_model(tiny_m
     assert AutoTokenizer.from_pretrained(out).pad_token_id is not None
 
 
+@pytest.mark.parametrize(
+    "mode",
+    [[], ["--packing", "True"], ["--use_lora", "True"], ["--gradient_accumulation_steps", "2"]],
+    ids=["dynamic", "packing", "lora", "accumulation"],
+)
+def test_label_logits_only_gives_the_loss_and_weights_of_the_full_lm_head(
+    tiny_model_dir, tmp_path, mode, monkeypatch
+):
+    # the LM head runs only where a label is; the loss, and so the trained weights, must not change
+    import functools
+
+    from transformers import LlamaForCausalLM
+
+    kept = []
+    forward = LlamaForCausalLM.forward
+
+    @functools.wraps(forward)
+    def spy(self, *args, **kwargs):
+        kept.append(kwargs.get("logits_to_keep"))
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(LlamaForCausalLM, "forward", spy)
+    data = role_file(tmp_path / "d.json")
+    runs = {}
+    for flag in ("True", "False"):
+        out = tmp_path / flag
+        argv = train_argv(tiny_model_dir, data, out, "--max_steps", "3", "--label_logits_only", flag, *mode)
+        kept.clear()
+        assert main(argv) == 0
+        runs[flag] = out
+        # on: a few positions per batch (the targets), off: every position
+        assert all(isinstance(k, torch.Tensor) and 0 < k.numel() < 96 for k in kept) == (flag == "True"), kept
+    assert losses(runs["True"]) == pytest.approx(losses(runs["False"]), rel=1e-5)
+    assert len(losses(runs["True"])) == 3
+    if "--use_lora" not in mode:
+        a, b = weights(runs["True"]), weights(runs["False"])
+        assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
 @pytest.mark.slow
 def test_tokenizer_without_bos_or_pad_trains_and_saves_a_pad_token(tiny_model_no_bos_dir, tmp_path):
     out = tmp_path / "out"

@@ -1,4 +1,4 @@
-"""`alpha-umi demo --quick`: the whole chain end to end through the real entry points."""
+"""`alpha-umi demo --quick`: the whole chain end to end through the real entry points, and its report."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import shutil
 import pytest
 
 from glpft.prompts import AGENT_ROLES
-from toolbench_multillm import demo
+from toolbench_multillm import demo, demo_report
+from toolbench_multillm.demo_scenarios import check_answer
 
 
 @pytest.fixture(scope="module")
@@ -18,56 +19,75 @@ def quick_run(tmp_path_factory):
     return out
 
 
+def _steps(folder):
+    return json.loads((folder / "trainer_state.json").read_text())["global_step"]
+
+
 @pytest.mark.slow
 def test_quick_demo_runs_every_stage_and_writes_the_report(quick_run):
     out = quick_run
-    for stage in [
-        "01_world",
-        "02_prepro",
-        "03_tiny_model",
-        "04_stage1_backbone",
-        "06_static_trained",
-        "09_realtime_dfsdt",
-    ]:
+    stages = ["01_world", "02_prepro", "03_tiny_model", "04_stage1_backbone", "05_single_llm", "05_memory"]
+    stages += [f"06_static_{k}" for k in ("alpha_umi", "constrained", "lora", "single_llm", "untrained")]
+    stages += [f"08_{k}_{m}" for k in ("alpha", "single", "untrained") for m in ("cot", "dfsdt")]
+    stages += ["03_pretrain", "08_lora_dfsdt", "08_constrained_cot"]
+    for stage in stages:
         assert (out / stage / ".done.json").exists(), stage
     for role in AGENT_ROLES:
         assert (out / f"05_stage2_{role}" / "config.json").exists()
+        assert (out / f"05_lora_{role}" / "adapter_config.json").exists()
     report = (out / "report.md").read_text()
-    assert "| α-UMi (trained) |" in report and "| untrained baseline |" in report
-    assert "| CoT@1 |" in report and "| DFS_woFilter_w2 |" in report
-    for png in ["loss_curves.png", "static_metrics.png", "pass_rate.png"]:
+    assert "SMOKE RUN" in report
+    static_table = report.split("## Static evaluation")[1].split("## Real-time")[0]
+    realtime_table = report.split("## Real-time evaluation")[1].split("### Outcome")[0]
+    for name in (demo.ALPHA, demo.SINGLE, demo.UNTRAINED, demo.LORA, demo.CONSTRAINED):
+        assert f"| {name} |" in static_table, name
+    for name in (demo.ALPHA, demo.SINGLE, demo.UNTRAINED, demo.LORA):
+        assert f"| {name} | DFSDT" in realtime_table, name
+    for name in (demo.ALPHA, demo.SINGLE, demo.UNTRAINED, demo.CONSTRAINED):
+        assert f"| {name} | ReACT" in realtime_table, name
+    assert "| Model | Plan ACC | Act. EM | Hallu. ↓ | Arg. F1 | R-L |" in static_table
+    assert "torch threads" in report and "wall time" in report and "Seed 0" in report
+    for png in ["training_curves.png", "static_metrics.png", "pass_rate.png", "outcomes.png"]:
         assert (out / png).stat().st_size > 1000
-    # the trainings logged a loss that fell
-    state = json.loads((out / "04_stage1_backbone" / "trainer_state.json").read_text())
-    losses = [e["loss"] for e in state["log_history"] if "loss" in e]
-    assert len(losses) >= 2 and losses[-1] < losses[0]
+    # the single LLM is trained for as many steps as stage 2 took, on top of the same stage 1
+    stage2 = sum(_steps(out / f"05_stage2_{r}") for r in AGENT_ROLES)
+    assert _steps(out / "05_single_llm") == stage2
+    assert f"{_steps(out / '04_stage1_backbone') + stage2}" in report.split("Equal budget")[1].split("\n")[0]
+    # every real-time query has exactly one outcome
+    results = json.loads((out / "results.json").read_text())
+    for per_method in results["realtime"].values():
+        for r in per_method.values():
+            assert sum(r["outcomes"].values()) == r["queries"] and r["outcomes"]["solved"] == r["solved"]
+    assert results["memory"]["one backbone + three LoRA adapters, served"]["megabytes"] < results["memory"][
+        "three full models"
+    ]["megabytes"]
     # real-time answers are ToolBench answer files
-    answers = list((out / "08_realtime_cot" / "answers").glob("*_CoT@1.json"))
+    answers = list((out / "08_alpha_cot" / "answers").glob("*_CoT@1.json"))
     assert len(answers) == demo.QUICK.n_realtime
     assert "answer_generation" in json.loads(answers[0].read_text())
 
 
 @pytest.mark.slow
-def test_rerun_reuses_finished_stages_and_static_metrics_are_deterministic(quick_run, capsys):
+def test_same_seed_gives_identical_numbers_and_quick_says_it_is_a_smoke_run(quick_run, capsys):
     out = quick_run
-    before = json.loads((out / "06_static_trained" / "metrics.json").read_text())
-    shutil.rmtree(out / "06_static_trained")
+    before = {
+        "stage1": (out / "04_stage1_backbone" / "trainer_state.json").read_text(),
+        "static": (out / "06_static_alpha_umi" / "metrics.json").read_text(),
+        "dfsdt": json.loads((out / "08_alpha_dfsdt" / ".done.json").read_text())["result"],
+        "single": json.loads((out / "08_single_dfsdt" / ".done.json").read_text())["result"],
+    }
+    for stage in ("04_stage1_backbone", "06_static_alpha_umi", "08_alpha_dfsdt", "08_single_dfsdt"):
+        shutil.rmtree(out / stage)
     assert demo.main(["--out", str(out), "--quick"]) == 0
     printed = capsys.readouterr().out
-    assert "04_stage1_backbone" in printed and "reused" in printed
-    assert json.loads((out / "06_static_trained" / "metrics.json").read_text()) == before
-
-
-def test_pass_rate_counts_exact_answers(tmp_path):
-    queries = tmp_path / "q.json"
-    queries.write_text(
-        json.dumps([{"query_id": 1, "ground_truth": ["42"]}, {"query_id": 2, "ground_truth": ["7"]}])
-    )
-    answers = tmp_path / "a"
-    answers.mkdir()
-    (answers / "1_CoT@1.json").write_text(json.dumps({"answer_generation": {"final_answer": "It is 42."}}))
-    r = demo.pass_rate(queries, answers, "CoT@1", lambda q, a: a is not None and q["ground_truth"][0] in a)
-    assert r == {"queries": 2, "solved": 1, "pass_rate": 0.5}
+    assert "05_stage2_planner" in printed and "reused" in printed
+    assert "SMOKE RUN" in printed.splitlines()[0] and "SMOKE RUN" in printed.splitlines()[-1]
+    state = lambda text: [{k: v for k, v in e.items() if "runtime" not in k and "per_second" not in k}
+                          for e in json.loads(text)["log_history"]]  # fmt: skip
+    assert state((out / "04_stage1_backbone" / "trainer_state.json").read_text()) == state(before["stage1"])
+    assert (out / "06_static_alpha_umi" / "metrics.json").read_text() == before["static"]
+    assert json.loads((out / "08_alpha_dfsdt" / ".done.json").read_text())["result"] == before["dfsdt"]
+    assert json.loads((out / "08_single_dfsdt" / ".done.json").read_text())["result"] == before["single"]
 
 
 @pytest.mark.slow
@@ -77,6 +97,51 @@ def test_a_run_of_another_configuration_in_the_same_folder_is_refused_fixes_mixe
     err = capsys.readouterr().err.strip()
     assert "another configuration" in err and "--force" in err and "\n" not in err
     assert demo.main(["--out", str(quick_run), "--quick", "--seed", "1"]) == 2
+    assert demo.main(["--out", str(quick_run), "--quick", "--set", "threads=1"]) == 2
+
+
+def test_the_pretraining_corpus_is_plain_text_without_held_out_or_glpft_queries():
+    first = demo.pretrain_corpus(30, seed=0, exclude=set())
+    held = {row["target"].split("\n")[0][len("user: "):] for row in first[:10]}
+    rows = demo.pretrain_corpus(30, seed=0, exclude=held)
+    queries = {row["target"].split("\n")[0] for row in rows}
+    assert all(r["input"] == "" and r["target"].startswith("user: ") for r in rows)
+    assert not {f"user: {q}" for q in held} & queries
+    assert "call: " in rows[0]["target"] and "result: " in rows[0]["target"]
+    assert "You are AutoGPT" not in json.dumps(rows) and "Next:" not in json.dumps(rows)
+    assert demo.pretrain_corpus(30, seed=0, exclude=held) == rows  # same seed, same corpus
+
+
+def _answer(**gen):
+    return {"answer_generation": {"valid_data": True, "finish_type": "give_answer", **gen}}
+
+
+def test_each_query_gets_one_outcome():
+    q = {"query_id": 1, "ground_truth": ["42"]}
+    final = lambda text: json.dumps({"return_type": "give_answer", "final_answer": text})  # noqa: E731
+    assert demo_report.outcome(_answer(final_answer=final("It is 42.")), q, check_answer) == "solved"
+    assert demo_report.outcome(_answer(final_answer=final("It is 41.")), q, check_answer) == "wrong answer"
+    assert demo_report.outcome(_answer(finish_type="give_up", final_answer=""), q, check_answer) == "gave up"
+    assert demo_report.outcome(_answer(valid_data=False, final_answer=""), q, check_answer) == "step limit"
+    broken = _answer(valid_data=False, infrastructure_error="tool server unreachable")
+    assert demo_report.outcome(broken, q, check_answer) == "tool error"
+    assert demo_report.outcome(None, q, check_answer) == "tool error"
+
+
+def test_pass_rate_counts_exact_answers_with_a_wilson_interval(tmp_path):
+    queries = tmp_path / "q.json"
+    queries.write_text(
+        json.dumps([{"query_id": 1, "ground_truth": ["42"]}, {"query_id": 2, "ground_truth": ["7"]}])
+    )
+    answers = tmp_path / "a"
+    answers.mkdir()
+    (answers / "1_CoT@1.json").write_text(json.dumps(_answer(final_answer="It is 42.")))
+    r = demo.pass_rate(queries, answers, "CoT@1", check_answer)
+    assert (r["queries"], r["solved"], r["pass_rate"]) == (2, 1, 0.5)
+    assert r["outcomes"] == {"solved": 1, "wrong answer": 0, "gave up": 0, "step limit": 0, "tool error": 1}
+    low, high = r["ci95"]
+    assert low == pytest.approx(0.0945, abs=1e-3) and high == pytest.approx(0.9055, abs=1e-3)
+    assert demo_report.wilson(0, 40)[0] == 0.0 and demo_report.wilson(0, 40)[1] == pytest.approx(0.0876, abs=1e-3)
 
 
 def test_out_that_is_a_file_is_a_one_line_error(tmp_path, capsys):
@@ -84,3 +149,10 @@ def test_out_that_is_a_file_is_a_one_line_error(tmp_path, capsys):
     target.write_text("x")
     assert demo.main(["--out", str(target), "--quick"]) == 2
     assert "is a file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("item", ["nope=1", "threads=two", "tie_embeddings=maybe", "tokenizer=chars"])
+def test_bad_settings_are_one_line_errors(tmp_path, capsys, item):
+    assert demo.main(["--out", str(tmp_path / "o"), "--quick", "--set", item]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("alpha-umi demo: error: --set ") and "\n" not in err
