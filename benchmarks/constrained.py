@@ -67,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trajectories", type=int, default=12)
     ap.add_argument("--hidden", type=int, default=384)
     ap.add_argument("--layers", type=int, default=6)
-    ap.add_argument("--vocab", type=int, default=32000, help="BPE merges (as Llama's 32k: masking cost grows with it)")
+    ap.add_argument(
+        "--vocab", type=int, default=32000, help="BPE merges (as Llama's 32k: masking cost grows with it)"
+    )
     ap.add_argument("--corpus-chars", type=int, default=3_000_000, help="tokenizer training text")
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

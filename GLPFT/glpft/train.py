@@ -226,7 +226,10 @@ class GLPFTTrainer(Trainer):
         logits = outputs.logits.float()
         target = shifted[:, keep].to(logits.device)
         total = F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+            logits.reshape(-1, logits.shape[-1]),
+            target.reshape(-1),
+            ignore_index=IGNORE_INDEX,
+            reduction="sum",
         )
         # the reductions of Trainer.compute_loss: over the accumulated batch when it counts the items
         if self.model_accepts_loss_kwargs and num_items_in_batch is not None:

@@ -131,8 +131,13 @@ def _train(
         logging_steps=5, save_strategy="no", report_to="none", seed=seed, use_cpu=True,
     )  # fmt: skip
     lora_args = (
-        LoraArguments(use_lora=True, lora_r=cfg.lora_r, lora_alpha=2 * cfg.lora_r, lora_dropout=0.0,
-                      lora_target_modules="all-linear")  # fmt: skip
+        LoraArguments(
+            use_lora=True,
+            lora_r=cfg.lora_r,
+            lora_alpha=2 * cfg.lora_r,
+            lora_dropout=0.0,
+            lora_target_modules="all-linear",
+        )  # fmt: skip
         if lora
         else LoraArguments()
     )
@@ -217,7 +222,9 @@ class ServerThread:
         import uvicorn
 
         self.port, self.path = _free_port(), path
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> ServerThread:
@@ -247,7 +254,9 @@ def tool_server(cache_path: Path) -> ServerThread:
 
     registry = ToolRegistry()
     demo_apis.register_demo_tools(registry)
-    return ServerThread(create_app(ServerConfig(cache=ResponseCache(str(cache_path)), registry=registry)), "/virtual")
+    return ServerThread(
+        create_app(ServerConfig(cache=ResponseCache(str(cache_path)), registry=registry)), "/virtual"
+    )
 
 
 #: the tool server of the demo world as a context manager (``with ToolServerThread(cache) as s: s.url``)
@@ -411,30 +420,47 @@ def run_demo(out: Path, cfg: DemoConfig, seed: int = 0, force: bool = False) -> 
         "pretraining (base model)": pretrained,
         "stage 1: backbone": st.run(
             "04_stage1_backbone",
-            lambda d: _train(base, data / "train_backbone.json", d, cfg, seed, epochs=cfg.stage1_epochs,
-                             lr=cfg.stage1_lr),  # fmt: skip
-        )
+            lambda d: _train(
+                base, data / "train_backbone.json", d, cfg, seed, epochs=cfg.stage1_epochs, lr=cfg.stage1_lr
+            ),  # fmt: skip
+        ),
     }
     backbone = str(out / "04_stage1_backbone")
     for role in AGENT_ROLES:
         training[f"stage 2: {role}"] = st.run(
             f"05_stage2_{role}",
-            lambda d, role=role: _train(backbone, data / f"train_{role}.json", d, cfg, seed,
-                                        epochs=cfg.stage2_epochs, lr=cfg.stage2_lr),  # fmt: skip
+            lambda d, role=role: _train(
+                backbone,
+                data / f"train_{role}.json",
+                d,
+                cfg,
+                seed,
+                epochs=cfg.stage2_epochs,
+                lr=cfg.stage2_lr,
+            ),  # fmt: skip
         )
     # the single LLM: the stage-1 backbone trained on, on the same backbone data, for as many optimizer
     # steps (of the same batch size) as the three stage-2 jobs took together
     stage2_steps = sum(training[f"stage 2: {r}"]["steps"] for r in AGENT_ROLES)
     training["single-LLM: backbone, continued"] = st.run(
         "05_single_llm",
-        lambda d: _train(backbone, data / "train_backbone.json", d, cfg, seed, max_steps=stage2_steps,
-                         lr=cfg.stage2_lr),  # fmt: skip
+        lambda d: _train(
+            backbone, data / "train_backbone.json", d, cfg, seed, max_steps=stage2_steps, lr=cfg.stage2_lr
+        ),  # fmt: skip
     )
     for role in AGENT_ROLES:
         training[f"stage 2 LoRA: {role}"] = st.run(
             f"05_lora_{role}",
-            lambda d, role=role: _train(backbone, data / f"train_{role}.json", d, cfg, seed,
-                                        epochs=cfg.stage2_epochs, lr=cfg.lora_lr, lora=True),  # fmt: skip
+            lambda d, role=role: _train(
+                backbone,
+                data / f"train_{role}.json",
+                d,
+                cfg,
+                seed,
+                epochs=cfg.stage2_epochs,
+                lr=cfg.lora_lr,
+                lora=True,
+            ),  # fmt: skip
         )
     # training curves on one axis: pretraining, then stage 1, then stage 2 or the single LLM's extra steps
     p_steps = training["pretraining (base model)"]["steps"]
@@ -488,7 +514,8 @@ def run_demo(out: Path, cfg: DemoConfig, seed: int = 0, force: bool = False) -> 
         )
         static[SINGLE] = st.run("06_static_single_llm", lambda d: _static(test_file, d, cfg, backbone=single))
         static[UNTRAINED] = st.run(
-            "06_static_untrained", lambda d: _static(test_file, d, cfg, roles=dict.fromkeys(AGENT_ROLES, base))
+            "06_static_untrained",
+            lambda d: _static(test_file, d, cfg, roles=dict.fromkeys(AGENT_ROLES, base)),
         )
 
         def realtime_queries(d: Path) -> None:
@@ -513,7 +540,9 @@ def run_demo(out: Path, cfg: DemoConfig, seed: int = 0, force: bool = False) -> 
                 if st.done(stage):
                     realtime[label][method] = st.run(stage, lambda d: None)
                     continue
-                role_paths = {**paths, "backbone": single} if kind != "untrained" else dict.fromkeys(AGENT_ROLES, base)
+                role_paths = (
+                    {**paths, "backbone": single} if kind != "untrained" else dict.fromkeys(AGENT_ROLES, base)
+                )
                 agent = _agent("alpha" if kind == "untrained" else kind, role_paths, method, cfg, seed,
                                server.url if server else "")  # fmt: skip
                 with tool_server(out / "tool_cache.sqlite") as tools:
@@ -524,6 +553,7 @@ def run_demo(out: Path, cfg: DemoConfig, seed: int = 0, force: bool = False) -> 
         if server is not None:
             server.__exit__(None, None, None)
             pool.close()
+
     def quality(name: str) -> dict:
         return {"plan_em": static[name]["plan_em"], "action_em": static[name]["action_em"],
                 "dfsdt_pass": realtime[name]["DFS_woFilter_w2"]["pass_rate"]}  # fmt: skip
@@ -534,8 +564,12 @@ def run_demo(out: Path, cfg: DemoConfig, seed: int = 0, force: bool = False) -> 
     }
     run = {
         "config": {**asdict(cfg), "seed": seed},
-        "machine": {"cpus": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-                    "transformers": transformers.__version__},  # fmt: skip
+        "machine": {
+            "cpus": os.cpu_count(),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+        },  # fmt: skip
         "wall_seconds": time.perf_counter() - t_start,
         "times": st.times,
         "parameters": model_info["parameters"],
@@ -548,7 +582,9 @@ def run_demo(out: Path, cfg: DemoConfig, seed: int = 0, force: bool = False) -> 
         "memory": memory,
     }
     report = demo_report.write_report(out, run)
-    write_json_atomic(out / "results.json", {k: run[k] for k in ("config", "static", "realtime", "memory")}, indent=2)
+    write_json_atomic(
+        out / "results.json", {k: run[k] for k in ("config", "static", "realtime", "memory")}, indent=2
+    )
     print(f"[demo] report: {report}")
     return run
 
@@ -556,10 +592,14 @@ def run_demo(out: Path, cfg: DemoConfig, seed: int = 0, force: bool = False) -> 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="alpha-umi demo", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    ap.add_argument("--quick", action="store_true", help="smoke run (tiny sizes, numbers mean nothing): under 2 minutes")
+    ap.add_argument(
+        "--quick", action="store_true", help="smoke run (tiny sizes, numbers mean nothing): under 2 minutes"
+    )
     ap.add_argument("--force", action="store_true", help="rerun every stage instead of reusing finished ones")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a DemoConfig field")
+    ap.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a DemoConfig field"
+    )
     args = ap.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TQDM_DISABLE", "1")  # per-stage lines instead of a dozen progress bars

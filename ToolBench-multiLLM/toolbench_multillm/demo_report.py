@@ -15,7 +15,13 @@ from typing import Any
 #: how a real-time query ended, in report order
 OUTCOMES = ("solved", "wrong answer", "gave up", "step limit", "tool error")
 #: static metric keys → the paper's Table 1 column names (higher is better except Hallu.)
-STATIC_COLUMNS = {"plan_em": "Plan ACC", "action_em": "Act. EM", "hallu_rate": "Hallu. ↓", "f1": "Arg. F1", "rouge": "R-L"}
+STATIC_COLUMNS = {
+    "plan_em": "Plan ACC",
+    "action_em": "Act. EM",
+    "hallu_rate": "Hallu. ↓",
+    "f1": "Arg. F1",
+    "rouge": "R-L",
+}
 LOWER_IS_BETTER = ("hallu_rate",)
 #: real-time methods → the paper's Table 2 names
 METHOD_NAMES = {"CoT@1": "ReACT (CoT@1)", "DFS_woFilter_w2": "DFSDT (DFS_woFilter_w2)"}
@@ -32,7 +38,9 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def outcome(answer: dict[str, Any] | None, query: dict[str, Any], check: Callable[[dict, str | None], bool]) -> str:
+def outcome(
+    answer: dict[str, Any] | None, query: dict[str, Any], check: Callable[[dict, str | None], bool]
+) -> str:
     """One of :data:`OUTCOMES` for a query's answer file (``None``: no file was written)."""
     gen = (answer or {}).get("answer_generation")
     if not isinstance(gen, dict) or gen.get("infrastructure_error"):
@@ -129,16 +137,26 @@ def plots(out: Path, run: dict[str, Any]) -> list[str]:
         for bar, v, r in zip(bars, values, rs):
             ax.annotate(f"{v:.2f}\n({r['solved']}/{r['queries']})", (bar.get_x() + bar.get_width() / 2, v),
                         ha="center", va="bottom", fontsize=6, xytext=(0, 2), textcoords="offset points")  # fmt: skip
-    ax.set_xticks([k + width * (len(realtime) - 1) / 2 for k in range(len(methods))], [METHOD_NAMES[m] for m in methods])
+    ax.set_xticks(
+        [k + width * (len(realtime) - 1) / 2 for k in range(len(methods))], [METHOD_NAMES[m] for m in methods]
+    )
     ax.axhline(0, color="black", linewidth=0.8)
-    ax.set(ylim=(-0.02, 1.15), ylabel="pass rate (95% Wilson interval)", title="real-time pass rate, held-out queries")
+    ax.set(
+        ylim=(-0.02, 1.15),
+        ylabel="pass rate (95% Wilson interval)",
+        title="real-time pass rate, held-out queries",
+    )
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(out / "pass_rate.png", dpi=110)
     plt.close(fig)
     names.append("pass_rate.png")
 
-    rows = [(f"{label}\n{m.split('@')[0].split('_')[0]}", r) for label, pm in realtime.items() for m, r in pm.items()]
+    rows = [
+        (f"{label}\n{m.split('@')[0].split('_')[0]}", r)
+        for label, pm in realtime.items()
+        for m, r in pm.items()
+    ]
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.2))
     left = [0.0] * len(rows)
     colors = {"solved": "tab:green", "wrong answer": "tab:red", "gave up": "tab:gray",
@@ -170,7 +188,9 @@ def write_report(out: Path, run: dict[str, Any]) -> Path:
         f"transformers {machine['transformers']}; wall time {sum(run['times'].values()):.0f}s over all stages "
         f"(this invocation: {run['wall_seconds']:.0f}s, finished stages reused).",
         "",
-        "Configuration: " + ", ".join(f"`{k}={v}`" for k, v in cfg.items() if k not in ("seed", "quick")) + ".",
+        "Configuration: "
+        + ", ".join(f"`{k}={v}`" for k, v in cfg.items() if k not in ("seed", "quick"))
+        + ".",
         "",
         f"Models: a Llama of {run['parameters'] / 1e6:.2f}M parameters (hidden {cfg['hidden_size']}, "
         f"{cfg['layers']} layers, {run['vocab']}-token {cfg['tokenizer']} BPE) trained on {cfg['n_train']} expert "
@@ -224,9 +244,16 @@ def write_report(out: Path, run: dict[str, Any]) -> Path:
                          f"{_fmt(row.get('action_em'))} | {_fmt(row.get('dfsdt_pass'))} |")  # fmt: skip
         lines += ["", "Resident weights: the distinct parameter and buffer tensors held in memory by the "
                   "serving process (base + three unmerged adapters) or by the three full role models.", ""]  # fmt: skip
-    lines += ["## Training", "", "| job | optimizer steps | first loss | last loss |", "| --- | --- | --- | --- |"]
+    lines += [
+        "## Training",
+        "",
+        "| job | optimizer steps | first loss | last loss |",
+        "| --- | --- | --- | --- |",
+    ]
     for job, r in run["training"].items():
-        lines.append(f"| {job} | {r.get('steps', '—')} | {_fmt(r.get('first_loss'))} | {_fmt(r.get('last_loss'))} |")
+        lines.append(
+            f"| {job} | {r.get('steps', '—')} | {_fmt(r.get('first_loss'))} | {_fmt(r.get('last_loss'))} |"
+        )
     lines += ["", "## Stage times", "", "| stage | seconds |", "| --- | --- |"]
     lines += [f"| {k} | {v:.1f} |" for k, v in run["times"].items()]
     lines += ["", *[f"![{p}]({p})" for p in plots(out, run)], ""]

@@ -58,9 +58,10 @@ def test_quick_demo_runs_every_stage_and_writes_the_report(quick_run):
     for per_method in results["realtime"].values():
         for r in per_method.values():
             assert sum(r["outcomes"].values()) == r["queries"] and r["outcomes"]["solved"] == r["solved"]
-    assert results["memory"]["one backbone + three LoRA adapters, served"]["megabytes"] < results["memory"][
-        "three full models"
-    ]["megabytes"]
+    assert (
+        results["memory"]["one backbone + three LoRA adapters, served"]["megabytes"]
+        < results["memory"]["three full models"]["megabytes"]
+    )
     # real-time answers are ToolBench answer files
     answers = list((out / "08_alpha_cot" / "answers").glob("*_CoT@1.json"))
     assert len(answers) == demo.QUICK.n_realtime
@@ -82,8 +83,11 @@ def test_same_seed_gives_identical_numbers_and_quick_says_it_is_a_smoke_run(quic
     printed = capsys.readouterr().out
     assert "05_stage2_planner" in printed and "reused" in printed
     assert "SMOKE RUN" in printed.splitlines()[0] and "SMOKE RUN" in printed.splitlines()[-1]
-    state = lambda text: [{k: v for k, v in e.items() if "runtime" not in k and "per_second" not in k}
-                          for e in json.loads(text)["log_history"]]  # fmt: skip
+
+    def state(text):
+        history = json.loads(text)["log_history"]
+        return [{k: v for k, v in e.items() if "runtime" not in k and "per_second" not in k} for e in history]
+
     assert state((out / "04_stage1_backbone" / "trainer_state.json").read_text()) == state(before["stage1"])
     assert (out / "06_static_alpha_umi" / "metrics.json").read_text() == before["static"]
     assert json.loads((out / "08_alpha_dfsdt" / ".done.json").read_text())["result"] == before["dfsdt"]
@@ -102,7 +106,7 @@ def test_a_run_of_another_configuration_in_the_same_folder_is_refused_fixes_mixe
 
 def test_the_pretraining_corpus_is_plain_text_without_held_out_or_glpft_queries():
     first = demo.pretrain_corpus(30, seed=0, exclude=set())
-    held = {row["target"].split("\n")[0][len("user: "):] for row in first[:10]}
+    held = {row["target"].split("\n")[0][len("user: ") :] for row in first[:10]}
     rows = demo.pretrain_corpus(30, seed=0, exclude=held)
     queries = {row["target"].split("\n")[0] for row in rows}
     assert all(r["input"] == "" and r["target"].startswith("user: ") for r in rows)
@@ -141,7 +145,9 @@ def test_pass_rate_counts_exact_answers_with_a_wilson_interval(tmp_path):
     assert r["outcomes"] == {"solved": 1, "wrong answer": 0, "gave up": 0, "step limit": 0, "tool error": 1}
     low, high = r["ci95"]
     assert low == pytest.approx(0.0945, abs=1e-3) and high == pytest.approx(0.9055, abs=1e-3)
-    assert demo_report.wilson(0, 40)[0] == 0.0 and demo_report.wilson(0, 40)[1] == pytest.approx(0.0876, abs=1e-3)
+    assert demo_report.wilson(0, 40)[0] == 0.0 and demo_report.wilson(0, 40)[1] == pytest.approx(
+        0.0876, abs=1e-3
+    )
 
 
 def test_out_that_is_a_file_is_a_one_line_error(tmp_path, capsys):
