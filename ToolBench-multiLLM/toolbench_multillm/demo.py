@@ -556,7 +556,8 @@ def run_demo(out: Path, cfg: DemoConfig, seed: int = 0, force: bool = False) -> 
 
     def quality(name: str) -> dict:
         return {"plan_em": static[name]["plan_em"], "action_em": static[name]["action_em"],
-                "dfsdt_pass": realtime[name]["DFS_woFilter_w2"]["pass_rate"]}  # fmt: skip
+                "dfsdt_pass": realtime[name]["DFS_woFilter_w2"]["pass_rate"],
+                "dfsdt_queries": realtime[name]["DFS_woFilter_w2"]["queries"]}  # fmt: skip
 
     memory = {
         "three full models": {"megabytes": memory_mb["full"], **quality(ALPHA)},

@@ -241,7 +241,7 @@ def write_report(out: Path, run: dict[str, Any]) -> Path:
                   "| stage 2 | resident weights (MB) | Plan ACC | Act. EM | DFSDT pass |", "| --- | --- | --- | --- | --- |"]  # fmt: skip
         for name, row in mem.items():
             lines.append(f"| {name} | {row['megabytes']:.2f} | {_fmt(row.get('plan_em'))} | "
-                         f"{_fmt(row.get('action_em'))} | {_fmt(row.get('dfsdt_pass'))} |")  # fmt: skip
+                         f"{_fmt(row.get('action_em'))} | {_fmt(row.get('dfsdt_pass'))} ({row.get('dfsdt_queries', '?')} queries) |")  # fmt: skip
         lines += ["", "Resident weights: the distinct parameter and buffer tensors held in memory by the "
                   "serving process (base + three unmerged adapters) or by the three full role models.", ""]  # fmt: skip
     lines += [
