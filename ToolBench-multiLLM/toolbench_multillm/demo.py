@@ -426,19 +426,24 @@ def run_demo(out: Path, cfg: DemoConfig, seed: int = 0, force: bool = False) -> 
         ),
     }
     backbone = str(out / "04_stage1_backbone")
-    for role in AGENT_ROLES:
-        training[f"stage 2: {role}"] = st.run(
-            f"05_stage2_{role}",
-            lambda d, role=role: _train(
-                backbone,
-                data / f"train_{role}.json",
-                d,
-                cfg,
-                seed,
-                epochs=cfg.stage2_epochs,
-                lr=cfg.stage2_lr,
-            ),  # fmt: skip
-        )
+
+    def stage2(job: str, prefix: str, lr: float, lora: bool = False) -> None:
+        for role in AGENT_ROLES:
+            training[f"{job}: {role}"] = st.run(
+                f"{prefix}_{role}",
+                lambda d, role=role: _train(
+                    backbone,
+                    data / f"train_{role}.json",
+                    d,
+                    cfg,
+                    seed,
+                    epochs=cfg.stage2_epochs,
+                    lr=lr,
+                    lora=lora,
+                ),
+            )
+
+    stage2("stage 2", "05_stage2", cfg.stage2_lr)
     # the single LLM: the stage-1 backbone trained on, on the same backbone data, for as many optimizer
     # steps (of the same batch size) as the three stage-2 jobs took together
     stage2_steps = sum(training[f"stage 2: {r}"]["steps"] for r in AGENT_ROLES)
@@ -448,20 +453,8 @@ def run_demo(out: Path, cfg: DemoConfig, seed: int = 0, force: bool = False) -> 
             backbone, data / "train_backbone.json", d, cfg, seed, max_steps=stage2_steps, lr=cfg.stage2_lr
         ),  # fmt: skip
     )
-    for role in AGENT_ROLES:
-        training[f"stage 2 LoRA: {role}"] = st.run(
-            f"05_lora_{role}",
-            lambda d, role=role: _train(
-                backbone,
-                data / f"train_{role}.json",
-                d,
-                cfg,
-                seed,
-                epochs=cfg.stage2_epochs,
-                lr=cfg.lora_lr,
-                lora=True,
-            ),  # fmt: skip
-        )
+    stage2("stage 2 LoRA", "05_lora", cfg.lora_lr, lora=True)
+
     # training curves on one axis: pretraining, then stage 1, then stage 2 or the single LLM's extra steps
     p_steps = training["pretraining (base model)"]["steps"]
     for job, r in training.items():
@@ -480,15 +473,20 @@ def run_demo(out: Path, cfg: DemoConfig, seed: int = 0, force: bool = False) -> 
     single = str(out / "05_single_llm")
     lora = {r: str(out / f"05_lora_{r}") for r in AGENT_ROLES}
 
+    def served_pool() -> ModelPool:
+        """The stage-1 backbone with the three stage-2 adapters, unmerged, as ``serve-models`` loads them."""
+        return ModelPool.load(
+            base=backbone, adapters=lora, device="cpu", dtype="fp32", context_length=cfg.model_max_length
+        )
+
     def model_server() -> tuple[ServerThread, ModelPool]:
-        pool = ModelPool.load(base=backbone, adapters=lora, device="cpu", dtype="fp32",
-                              context_length=cfg.model_max_length)  # fmt: skip
+        pool = served_pool()
         return ServerThread(create_app(pool), "/v1"), pool
 
     def do_memory(d: Path) -> dict:
         from transformers import AutoModelForCausalLM
 
-        pool = ModelPool.load(base=backbone, adapters=lora, device="cpu", dtype="fp32")
+        pool = served_pool()
         try:
             served = weight_megabytes({id(s.model): s.model for s in pool.models.values()}.values())
         finally:
