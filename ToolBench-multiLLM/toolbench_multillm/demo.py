@@ -42,8 +42,8 @@ class DemoConfig:
     n_train: int = 300
     n_test: int = 40
     n_realtime: int = 40
-    #: real-time queries (the first of the held-out ones) for the base model (it never stops early) and
-    #: the adapters served over HTTP (the slowest rows)
+    #: real-time queries (the first of the held-out ones) for the base model (it never stops early, so it
+    #: runs ReACT only) and the adapters served over HTTP (the slowest rows)
     n_realtime_subset: int = 10
     hidden_size: int = 128
     layers: int = 3
@@ -52,13 +52,17 @@ class DemoConfig:
     #: input and output embeddings shared (copying a token from the prompt is then easy to learn)
     tie_embeddings: bool = True
     model_max_length: int = 1280
-    #: causal-LM pretraining of the random model on the world's plain text (stands in for the
-    #: pretrained LLaMA the paper starts from: it knows the world's language and how to copy, not the roles)
+    #: causal-LM pretraining of the random model on the dialogues of other scenarios (stands in for the
+    #: pretrained LLaMA the paper starts from: it knows the world's language and how to copy, not the
+    #: prompts or the roles); copying values from the query grows with its steps (see README)
     n_pretrain: int = 3000
-    pretrain_epochs: float = 3
+    pretrain_epochs: float = 4
     pretrain_lr: float = 3e-3
-    stage1_epochs: float = 6
-    stage2_epochs: float = 4
+    stage1_epochs: float = 4
+    stage2_epochs: float = 3
+    #: the summarizer has one sample per answered trajectory (the planner and caller one per step), so it
+    #: gets more epochs; the single LLM is trained for the steps of all three jobs together
+    summarizer_epochs: float = 6
     stage1_lr: float = 3e-3
     stage2_lr: float = 1e-3
     lora_r: int = 16
@@ -75,7 +79,7 @@ class DemoConfig:
 
 QUICK = DemoConfig(
     n_train=60, n_test=8, n_realtime=3, n_realtime_subset=2, hidden_size=64, layers=2, vocab_size=800,
-    n_pretrain=100, pretrain_epochs=1, stage1_epochs=1, stage2_epochs=1, max_new_tokens=32, max_depth=12, max_queries=8, quick=True,
+    n_pretrain=100, pretrain_epochs=1, stage1_epochs=1, stage2_epochs=1, summarizer_epochs=1, max_new_tokens=32, max_depth=12, max_queries=8, quick=True,
 )  # fmt: skip
 
 #: real-time methods: one greedy chain, and DFSDT with the paper's sampling
@@ -94,6 +98,7 @@ class Stages:
 
     def __init__(self, out: Path, force: bool):
         self.out, self.force, self.times = out, force, {}
+        self.reused: list[str] = []
 
     def done(self, name: str) -> bool:
         return (self.out / name / ".done.json").exists() and not self.force
@@ -104,6 +109,7 @@ class Stages:
         if marker.exists() and not self.force:
             done = json.loads(marker.read_text())
             self.times[name] = done["seconds"]
+            self.reused.append(name)
             print(f"[demo] {name:<28} reused ({done['seconds']:.1f}s when it ran)", flush=True)
             return done["result"]
         if folder.exists():
@@ -157,22 +163,30 @@ def _train(
     }
 
 
-def chain_text(chain: list[dict[str, Any]]) -> str:
-    """One message chain of an answer file as plain text (``user: …`` / ``assistant: …`` / ``call: name
-    {args}`` / ``result: …``), without the system prompt and with none of the α-UMi prompts."""
-    lines = []
-    for m in chain[1:]:  # the system prompt is boilerplate
-        if m["role"] == "assistant" and m.get("function_call"):
-            call = m["function_call"]
-            lines += [f"assistant: {m['content']}", f"call: {call['name']} {call['arguments']}"]
-        else:
-            lines.append(f"{'result' if m['role'] == 'function' else m['role']}: {m['content'].strip()}")
-    return "\n".join(lines)
+def chain_text(answer: dict[str, Any], chain: list[dict[str, Any]], style: str = "backbone") -> str:
+    """One message chain of an answer file as the plain text of a dialogue of the world, without any
+    system prompt, tool documents or instructions: ``user: …</s>assistant: thought…</s>observation: …``
+    up to the answer. ``style`` is a :func:`glpft.prompts.history_prefixes` style: ``backbone`` writes
+    each step as the single LLM does (``thought\nAction: …\nAction Input: …``), ``full`` as α-UMi's
+    history does (``thought Next: caller.</s>caller: Action: …``)."""
+    from glpft import prepro
+    from glpft.prompts import EOS_TEXT, history_prefixes
+
+    record = prepro.stage1_from_answer(
+        {"answer_generation": {**answer["answer_generation"], "train_messages": [chain]}}, "pretraining"
+    )
+    conv = prepro.stage2_from_stage1(record, "pretraining")["conversations"]
+    return history_prefixes(conv, style)[-1].removesuffix(EOS_TEXT)  # training appends the EOS
 
 
 def pretrain_corpus(n: int, seed: int, exclude: set[str]) -> list[dict[str, Any]]:
     """Role-file rows (empty input, so the loss covers every token) of the expert's chains on ``n``
-    fresh scenarios of the world whose queries are not in ``exclude`` (the held-out and GLPFT queries)."""
+    fresh scenarios of the world whose queries are not in ``exclude`` (the held-out and GLPFT queries).
+
+    Scenarios alternate between the single-LLM and the α-UMi way of writing a dialogue, so the base
+    model knows every token both systems read and write (as a pretrained LLaMA knows English) and
+    favours neither: without the α-UMi half, the planner's words (``Next``, ``caller``) kept random
+    embeddings that LoRA adapters, which leave embeddings frozen, could not learn."""
     import random
 
     from toolbench_multillm.demo_data import _unique_scenarios
@@ -180,9 +194,11 @@ def pretrain_corpus(n: int, seed: int, exclude: set[str]) -> list[dict[str, Any]
 
     rng = random.Random(f"demo-pretrain-{seed}")
     rows = []
-    for scenario in _unique_scenarios(rng, n, set(exclude), unsolvable_rate=0.1):
-        for chain in expert_answer(scenario, rng)["answer_generation"]["train_messages"]:
-            rows.append({"tools": [], "history": [], "input": "", "target": chain_text(chain)})
+    for i, scenario in enumerate(_unique_scenarios(rng, n, set(exclude), unsolvable_rate=0.1)):
+        answer = expert_answer(scenario, rng)
+        style = ("backbone", "full")[i % 2]
+        for chain in answer["answer_generation"]["train_messages"]:
+            rows.append({"tools": [], "history": [], "input": "", "target": chain_text(answer, chain, style)})
     return rows
 
 
@@ -437,7 +453,7 @@ def run_demo(out: Path, cfg: DemoConfig, seed: int = 0, force: bool = False) -> 
                     d,
                     cfg,
                     seed,
-                    epochs=cfg.stage2_epochs,
+                    epochs=cfg.summarizer_epochs if role == "summarizer" else cfg.stage2_epochs,
                     lr=lr,
                     lora=lora,
                 ),
@@ -528,7 +544,7 @@ def run_demo(out: Path, cfg: DemoConfig, seed: int = 0, force: bool = False) -> 
         rows = (
             (ALPHA, "alpha", queries, METHODS), (CONSTRAINED, "constrained", queries, (cot,)),
             (LORA, "lora", subset, (dfsdt,)), (SINGLE, "single", queries, METHODS),
-            (UNTRAINED, "untrained", subset, METHODS),
+            (UNTRAINED, "untrained", subset, (cot,)),
         )  # fmt: skip
         realtime: dict[str, dict] = {}
         for label, kind, qfile, methods in rows:
@@ -571,6 +587,7 @@ def run_demo(out: Path, cfg: DemoConfig, seed: int = 0, force: bool = False) -> 
         },  # fmt: skip
         "wall_seconds": time.perf_counter() - t_start,
         "times": st.times,
+        "reused": st.reused,
         "parameters": model_info["parameters"],
         "vocab": model_info["vocab"],
         "budget_note": budget_note,

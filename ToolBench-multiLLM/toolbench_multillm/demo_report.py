@@ -127,19 +127,20 @@ def plots(out: Path, run: dict[str, Any]) -> list[str]:
     realtime = run["realtime"]
     methods = list(METHOD_NAMES)
     fig, ax = plt.subplots(figsize=(8, 4))
-    width = 0.8 / max(1, len(realtime))
-    for i, (label, per_method) in enumerate(realtime.items()):
-        xs = [k + i * width for k, m in enumerate(methods) if m in per_method]
-        rs = [per_method[m] for m in methods if m in per_method]
-        values = [r["pass_rate"] for r in rs]
-        err = [[v - r["ci95"][0] for v, r in zip(values, rs)], [r["ci95"][1] - v for v, r in zip(values, rs)]]
-        bars = ax.bar(xs, values, width, label=f"{label}", yerr=err, capsize=3, ecolor="gray")
-        for bar, v, r in zip(bars, values, rs):
-            ax.annotate(f"{v:.2f}\n({r['solved']}/{r['queries']})", (bar.get_x() + bar.get_width() / 2, v),
-                        ha="center", va="bottom", fontsize=6, xytext=(0, 2), textcoords="offset points")  # fmt: skip
-    ax.set_xticks(
-        [k + width * (len(realtime) - 1) / 2 for k in range(len(methods))], [METHOD_NAMES[m] for m in methods]
-    )
+    # each method's group holds only the rows run with it, side by side; a row keeps its colour
+    groups = [[label for label, pm in realtime.items() if m in pm] for m in methods]
+    width = 0.8 / max(1, max(len(g) for g in groups))
+    colour = {label: f"C{i}" for i, label in enumerate(realtime)}
+    for k, (m, group) in enumerate(zip(methods, groups)):
+        for i, label in enumerate(group):
+            r = realtime[label][m]
+            v, (lo, hi) = r["pass_rate"], r["ci95"]
+            x = k + (i - (len(group) - 1) / 2) * width
+            ax.bar(x, v, width, color=colour[label], yerr=[[v - lo], [hi - v]], capsize=3, ecolor="gray",
+                   label=label if label not in ax.get_legend_handles_labels()[1] else None)  # fmt: skip
+            ax.annotate(f"{v:.2f}\n({r['solved']}/{r['queries']})", (x, v), ha="center", va="bottom",
+                        fontsize=6, xytext=(0, 2), textcoords="offset points")  # fmt: skip
+    ax.set_xticks(range(len(methods)), [METHOD_NAMES[m] for m in methods])
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set(
         ylim=(-0.02, 1.15),
@@ -185,8 +186,12 @@ def write_report(out: Path, run: dict[str, Any]) -> Path:
     lines += [
         f"Seed {cfg['seed']}; {machine['threads']} torch threads (fixed by the demo; the same seed and thread "
         f"count give the same numbers) on a machine with {machine['cpus']} CPUs; torch {machine['torch']}, "
-        f"transformers {machine['transformers']}; wall time {sum(run['times'].values()):.0f}s over all stages "
-        f"(this invocation: {run['wall_seconds']:.0f}s, finished stages reused).",
+        f"transformers {machine['transformers']}; wall time {sum(run['times'].values()):.0f}s over all stages"
+        + (
+            f" (this invocation: {run['wall_seconds']:.0f}s; {len(run['reused'])} finished stages reused)."
+            if run.get("reused")
+            else "."
+        ),
         "",
         "Configuration: "
         + ", ".join(f"`{k}={v}`" for k, v in cfg.items() if k not in ("seed", "quick"))
@@ -197,9 +202,10 @@ def write_report(out: Path, run: dict[str, Any]) -> Path:
         f"trajectories of the demo tool world. Static: every step of {cfg['n_test']} held-out trajectories "
         f"with the gold history. Real time: held-out queries against the tool server, answers checked exactly.",
         "",
-        f"Base model: the random model pretrained as a causal LM (every token) on the expert's chains, as "
-        f"plain text, of {cfg.get('n_pretrain', 0)} other scenarios of the world (none of the held-out or GLPFT "
-        "queries); it stands in for the pretrained LLaMA the paper starts from.",
+        f"Base model: the random model pretrained as a causal LM (every token) on the dialogues (query, "
+        f"thoughts, calls, observations, answer; no system prompt, tool documents or α-UMi role markers) of "
+        f"{cfg.get('n_pretrain', 0)} other scenarios of the world (none of the held-out or GLPFT queries); it "
+        "stands in for the pretrained LLaMA the paper starts from.",
         "",
         run["budget_note"],
         "",

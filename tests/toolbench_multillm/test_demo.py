@@ -28,8 +28,8 @@ def test_quick_demo_runs_every_stage_and_writes_the_report(quick_run):
     out = quick_run
     stages = ["01_world", "02_prepro", "03_tiny_model", "04_stage1_backbone", "05_single_llm", "05_memory"]
     stages += [f"06_static_{k}" for k in ("alpha_umi", "constrained", "lora", "single_llm", "untrained")]
-    stages += [f"08_{k}_{m}" for k in ("alpha", "single", "untrained") for m in ("cot", "dfsdt")]
-    stages += ["03_pretrain", "08_lora_dfsdt", "08_constrained_cot"]
+    stages += [f"08_{k}_{m}" for k in ("alpha", "single") for m in ("cot", "dfsdt")]
+    stages += ["03_pretrain", "08_lora_dfsdt", "08_constrained_cot", "08_untrained_cot"]
     for stage in stages:
         assert (out / stage / ".done.json").exists(), stage
     for role in AGENT_ROLES:
@@ -41,7 +41,7 @@ def test_quick_demo_runs_every_stage_and_writes_the_report(quick_run):
     realtime_table = report.split("## Real-time evaluation")[1].split("### Outcome")[0]
     for name in (demo.ALPHA, demo.SINGLE, demo.UNTRAINED, demo.LORA, demo.CONSTRAINED):
         assert f"| {name} |" in static_table, name
-    for name in (demo.ALPHA, demo.SINGLE, demo.UNTRAINED, demo.LORA):
+    for name in (demo.ALPHA, demo.SINGLE, demo.LORA):
         assert f"| {name} | DFSDT" in realtime_table, name
     for name in (demo.ALPHA, demo.SINGLE, demo.UNTRAINED, demo.CONSTRAINED):
         assert f"| {name} | ReACT" in realtime_table, name
@@ -104,15 +104,18 @@ def test_a_run_of_another_configuration_in_the_same_folder_is_refused_fixes_mixe
     assert demo.main(["--out", str(quick_run), "--quick", "--set", "threads=1"]) == 2
 
 
-def test_the_pretraining_corpus_is_plain_text_without_held_out_or_glpft_queries():
+def test_the_pretraining_corpus_is_dialogue_text_without_prompts_or_held_out_queries():
     first = demo.pretrain_corpus(30, seed=0, exclude=set())
-    held = {row["target"].split("\n")[0][len("user: ") :] for row in first[:10]}
+    held = {row["target"].split("</s>")[0][len("user: ") :] for row in first[:10]}
     rows = demo.pretrain_corpus(30, seed=0, exclude=held)
-    queries = {row["target"].split("\n")[0] for row in rows}
+    queries = {row["target"].split("</s>")[0] for row in rows}
     assert all(r["input"] == "" and r["target"].startswith("user: ") for r in rows)
     assert not {f"user: {q}" for q in held} & queries
-    assert "call: " in rows[0]["target"] and "result: " in rows[0]["target"]
-    assert "You are AutoGPT" not in json.dumps(rows) and "Next:" not in json.dumps(rows)
+    text = json.dumps(rows)
+    # no system prompt, tool documents or instructions: only the dialogues, written both ways
+    assert "You have assess to the following apis" not in text and "The conversation history is" not in text
+    assert "\\nAction: " in text and " Next: caller.</s>caller: Action: " in text
+    assert all(not r["target"].endswith("</s>") for r in rows)  # training appends the EOS
     assert demo.pretrain_corpus(30, seed=0, exclude=held) == rows  # same seed, same corpus
 
 
