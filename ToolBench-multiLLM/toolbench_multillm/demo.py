@@ -2,11 +2,12 @@
 
     alpha-umi demo [--out runs/demo] [--quick] [--force] [--seed 0] [--set KEY=VALUE ...]
 
-demo tool world → raw ToolBench answers → prepro → tiny model → GLPFT stage 1 (backbone) → stage 2
-(planner, caller, summarizer; and again as three LoRA adapters) → the single-LLM baseline (the backbone
-trained on for as many steps as stage 2 took) → static inference + metrics → tool server on 127.0.0.1
-→ real-time CoT and DFSDT on held-out queries (α-UMi, α-UMi with a constrained caller, the adapters
-served by ``serve-models``, the single LLM, the untrained model) → pass rate by exact answer check →
+demo tool world → raw ToolBench answers → prepro → tiny model → causal-LM pretraining on the dialogues
+of other scenarios (the base model) → GLPFT stage 1 (backbone) → stage 2 (planner, caller, summarizer;
+and again as three LoRA adapters) → the single-LLM baseline (the backbone trained on for as many steps
+as stage 2 took) → static inference + metrics → tool server on 127.0.0.1 → real-time CoT and DFSDT on
+held-out queries (α-UMi, α-UMi with a constrained caller, the adapters served by ``serve-models``, the
+single LLM; the base model without GLPFT runs ReACT only) → pass rate by exact answer check →
 ``<out>/report.md`` with PNG plots. Finished stages are reused on a rerun unless ``--force``.
 """
 
