@@ -25,8 +25,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-#: a value token: a capitalised word, a code (P108, EUR) or a number, with its leading space if any
-VALUE = re.compile(r"^(Ġ)?([A-Z][a-z]+|[A-Z]+[0-9]+|[A-Z]{2,}|-?[0-9]+(\.[0-9]+)?)$")
+from glpft.tiny_model import PHRASE_ISOLATE
+
+#: a value token: one piece the phrase tokenizer keeps apart (a capitalised word, a code such as P108
+#: or EUR, a number), with its leading space if any
+VALUE = re.compile(rf"^(Ġ)?({PHRASE_ISOLATE})$")
 
 
 def copy_share(model_dir: Path, tokenizer, rows: list[dict]) -> tuple[float, int]:
